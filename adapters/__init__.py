@@ -1,0 +1,1 @@
+"""optcheck.adapters"""

@@ -1,0 +1,84 @@
+"""Gradient clipping as TensorFlow's ``clip_ops`` and Keras 3 compute it.
+
+Sources: tensorflow/tensorflow ``tensorflow/python/ops/clip_ops.py`` (used by
+tf-keras ``tf_keras/optimizers/optimizer.py::_clip_gradients``); keras-team/keras
+``keras/src/optimizers/base_optimizer.py`` (``_clip_by_norm``, ``global_norm``,
+``clip_by_global_norm``). Semantics notes §1.4.
+
+Exactly one transform runs, by priority: ``clipnorm`` > ``global_clipnorm`` >
+``clipvalue``; a value of None, 0 or below 0 is off.
+
+* ``clip_by_norm(t, c) = (t·c) / max(‖t‖, c)`` — multiply first, then divide, so
+  the no-clip regime is ``t·c/c``, not bit-identical to ``t``.
+* ``clip_by_global_norm(ts, c)``: ``scale = c·min(1/N, 1/c) + (N − N)``, each
+  ``t·scale``; a non-finite ``N`` turns every gradient into NaN.
+* ``clip_by_value(t, cv) = max(min(t, cv), −cv)``.
+
+IndexedSlices are clipped through their values (duplicates counted separately).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import dtypes
+from .sparse import IndexedSlices
+
+
+def _values(g):
+    return g.values if isinstance(g, IndexedSlices) else g
+
+
+def _rewrap(g, values):
+    return g.with_values(values) if isinstance(g, IndexedSlices) else values
+
+
+def clip_by_norm(g, clip_norm):
+    """Per-tensor clipping: ``(t·c) / max(sqrt(Σt²), c)`` in the gradient dtype."""
+    t = _values(g)
+    c = dtypes.const(clip_norm, t.dtype)
+    l2sum = np.sum(t * t, keepdims=True)
+    l2norm = np.where(l2sum > 0, np.sqrt(np.where(l2sum > 0, l2sum, 1)), l2sum).astype(t.dtype)
+    return _rewrap(g, ((t * c) / np.maximum(l2norm, c)).astype(t.dtype))
+
+
+def global_norm(grads, form: str = "half_squared") -> np.ndarray:
+    """Global L2 norm of several tensors (None skipped).
+
+    ``form="half_squared"`` is TensorFlow's ``sqrt(2·Σ l2_loss(t))`` with
+    ``l2_loss(t) = Σt²/2``; ``form="squared"`` is Keras 3's ``sqrt(Σ Σt²)``.
+    Tensors of different float types are summed in their promoted type.
+    """
+    values = [_values(g) for g in grads if g is not None]
+    dtype = dtypes.promote(*[v.dtype for v in values])
+    if form == "half_squared":
+        halves = [(np.sum(v * v) / dtypes.const(2, v.dtype)).astype(dtype) for v in values]
+        return np.sqrt(np.sum(np.stack(halves)) * dtypes.const(2, dtype)).astype(dtype)
+    if form == "squared":
+        squares = [np.sum(v * v).astype(dtype) for v in values]
+        return np.sqrt(np.sum(np.stack(squares))).astype(dtype)
+    raise ValueError(f"Unknown global norm form {form!r}.")
+
+
+def clip_by_global_norm(grads, clip_norm, form: str = "half_squared"):
+    """Scale every gradient by ``c·min(1/N, 1/c)``; NaN everywhere if N is not finite."""
+    norm = global_norm(grads, form)
+    c = dtypes.const(clip_norm, norm.dtype)
+    one = dtypes.const(1, norm.dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = (c * np.minimum(one / norm, one / c) + (norm - norm)).astype(norm.dtype)
+    out = []
+    for g in grads:
+        if g is None:
+            out.append(None)
+        else:
+            t = _values(g)
+            out.append(_rewrap(g, (t * scale.astype(t.dtype)).astype(t.dtype)))
+    return out
+
+
+def clip_by_value(g, clip_value):
+    """Element-wise ``max(min(t, cv), −cv)`` in ``tf.clip_by_value``'s order (NaN stays NaN)."""
+    t = _values(g)
+    cv = dtypes.const(clip_value, t.dtype)
+    return _rewrap(g, np.maximum(np.minimum(t, cv), -cv).astype(t.dtype))

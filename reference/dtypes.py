@@ -1,0 +1,89 @@
+"""Floating-point types and the casting rules Keras applies.
+
+Keras computes every optimizer operation in the dtype of the variable it updates
+(semantics notes §1.12). Three conversions matter for a bit-level golden:
+
+* ``floatx`` is float32: the learning-rate variable is created in float32 and
+  cast to the variable dtype inside ``update_step``; a float64 variable therefore
+  sees ``float64(float32(lr))``.
+* Python-float expressions such as ``1 - self.beta_1`` are evaluated by Python in
+  float64 and the result is converted once to the tensor dtype (:func:`const`).
+* Tensors are cast with :func:`cast` (round to nearest, ties to even).
+
+NumPy computes float16 and bfloat16 arithmetic by widening to float32 and rounding
+each result back, which is correctly rounded for + - * / and sqrt, as Eigen does
+on CPU.
+"""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+
+float16 = np.dtype(np.float16)
+bfloat16 = np.dtype(ml_dtypes.bfloat16)
+float32 = np.dtype(np.float32)
+float64 = np.dtype(np.float64)
+int32 = np.dtype(np.int32)
+int64 = np.dtype(np.int64)
+
+#: The floating types the reference supports for variables and gradients.
+FLOAT_DTYPES: dict[str, np.dtype] = {
+    "float16": float16,
+    "bfloat16": bfloat16,
+    "float32": float32,
+    "float64": float64,
+}
+_ALL_DTYPES: dict[str, np.dtype] = {**FLOAT_DTYPES, "int32": int32, "int64": int64}
+
+#: Keras's default float type (``keras.backend.floatx()``).
+FLOATX = float32
+
+
+def as_dtype(dtype) -> np.dtype:
+    """Return the NumPy dtype named by ``dtype`` (a name, a NumPy dtype or type).
+
+    Raises:
+        TypeError: ``dtype`` is not one of float16, bfloat16, float32, float64,
+            int32, int64.
+    """
+    if isinstance(dtype, str):
+        if dtype in _ALL_DTYPES:
+            return _ALL_DTYPES[dtype]
+    else:
+        try:
+            candidate = np.dtype(dtype)
+        except TypeError:
+            candidate = None
+        if candidate is not None and candidate in _ALL_DTYPES.values():
+            return candidate
+    raise TypeError(
+        f"Unsupported dtype {dtype!r}: expected one of {sorted(_ALL_DTYPES)}."
+    )
+
+
+def is_float(dtype) -> bool:
+    return np.dtype(dtype) in FLOAT_DTYPES.values()
+
+
+def dtype_name(dtype) -> str:
+    return "bfloat16" if np.dtype(dtype) == bfloat16 else np.dtype(dtype).name
+
+
+def const(value, dtype) -> np.ndarray:
+    """Convert a Python number (or a Python-float expression) to ``dtype``.
+
+    This is the conversion TensorFlow applies to a Python scalar operand of a
+    tensor operation: the float64 value is rounded once to ``dtype``.
+    """
+    return np.asarray(np.float64(value)).astype(dtype)
+
+
+def cast(x, dtype) -> np.ndarray:
+    """``tf.cast``: round an array to ``dtype`` (nearest, ties to even)."""
+    return np.asarray(x).astype(dtype)
+
+
+def promote(*dtypes) -> np.dtype:
+    """Type of a reduction over tensors of several float types."""
+    return np.result_type(*[np.dtype(d) for d in dtypes])

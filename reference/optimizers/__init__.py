@@ -1,0 +1,1 @@
+"""The optimizer family, one module per optimizer."""

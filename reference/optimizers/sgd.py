@@ -1,0 +1,105 @@
+"""SGD with optional momentum and Nesterov momentum.
+
+Source: keras-team/tf-keras ``tf_keras/optimizers/sgd.py`` (keras2 profile);
+keras-team/keras ``keras/src/optimizers/sgd.py`` (keras3). Notes §2.2.
+
+Dense, with ``lr`` cast to the variable dtype and μ = momentum::
+
+    μ = 0 (Keras 3 keeps no slot):  v ← v − g·lr
+    otherwise:                      m ← −g·lr + m·μ
+                                    v ← v + (−g·lr + m·μ)   if nesterov (new m)
+                                    v ← v + m               otherwise
+
+tf-keras always creates the ``m`` slot (μ = 0 then gives the same values).
+``m`` stores the learning rate inside the velocity, unlike ``torch.optim.SGD``.
+
+Sparse (IndexedSlices, deduplicated)::
+
+    m ← m·μ;  m[idx] += −g·lr
+    v[idx] += −g·lr then v ← v + m·μ   if nesterov;   v ← v + m otherwise
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes
+from ..optimizer import Optimizer
+from ..sparse import IndexedSlices
+
+
+class SGD(Optimizer):
+    """Gradient descent (with momentum). Defaults: lr 0.01, momentum 0, nesterov False."""
+
+    def __init__(
+        self,
+        learning_rate=0.01,
+        momentum=0.0,
+        nesterov=False,
+        name="SGD",
+        weight_decay=None,
+        **kwargs,
+    ):
+        super().__init__(name=name, weight_decay=weight_decay, **kwargs)
+        self._learning_rate = self._build_learning_rate(learning_rate)
+        if self.profile.strict_hyperparameters:
+            if not isinstance(momentum, float) or momentum < 0 or momentum > 1:
+                raise ValueError("`momentum` must be a float between [0, 1].")
+        elif not isinstance(momentum, int | float) or isinstance(momentum, bool):
+            raise TypeError(f"`momentum` must be a float. Received: momentum={momentum!r}")
+        elif momentum < 0 or momentum > 1:
+            raise ValueError("`momentum` must be between [0, 1].")
+        self.momentum = momentum
+        self.nesterov = nesterov
+
+    def build(self, var_list):
+        super().build(var_list)
+        # Keras 3 creates the slot only when momentum != 0; tf-keras always does.
+        keep_slot = self.momentum != 0 or not self.profile.strict_hyperparameters
+        self.momentums = [
+            self.add_variable_from_reference(v, "m") if keep_slot else None for v in var_list
+        ]
+
+    def update_step(self, gradient, variable):
+        lr = self._learning_rate_for(variable)
+        m = self.momentums[self._get_variable_index(variable)]
+        momentum = dtypes.const(self.momentum, variable.dtype)
+        if isinstance(gradient, IndexedSlices):
+            add = -gradient.values * lr
+            if m is None:
+                _scatter_add(variable, gradient.indices, add)
+                return
+            m.assign(m.numpy() * momentum)
+            _scatter_add(m, gradient.indices, add)
+            if self.nesterov:
+                _scatter_add(variable, gradient.indices, add)
+                variable.assign_add(m.numpy() * momentum)
+            else:
+                variable.assign_add(m.numpy())
+            return
+        if m is None:
+            variable.assign_add(-gradient * lr)
+            return
+        m.assign(-gradient * lr + m.numpy() * momentum)
+        if self.nesterov:
+            variable.assign_add(-gradient * lr + m.numpy() * momentum)
+        else:
+            variable.assign_add(m.numpy())
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "learning_rate": self._serialize_hyperparameter(self._learning_rate),
+                "momentum": self.momentum,
+                "nesterov": self.nesterov,
+            }
+        )
+        return config
+
+
+def _scatter_add(variable, indices, values):
+    """``variable[indices] += values`` for unique indices, in the variable dtype."""
+    value = variable.numpy().copy() if variable.ndim else variable.numpy()
+    value[indices] = value[indices] + values
+    variable.assign(np.asarray(value, dtype=variable.dtype))

@@ -1,0 +1,274 @@
+"""Semantic profiles: what differs between the Keras lines the reference follows.
+
+A profile is data. The optimizer base class reads these fields and never tests
+the profile's name, so every behavioural difference between the lines is listed
+here, in one place, with its source.
+
+* ``keras2`` (default) — the seed page (Keras 2.9 ``optimizer_experimental``) and
+  its maintained line, tf-keras (keras-team/tf-keras ``tf_keras/optimizers/``,
+  v2.21), whose pipeline order the notes §1.2 give.
+* ``keras3`` — Keras 3 (keras-team/keras ``keras/src/optimizers/base_optimizer.py``),
+  notes §1.3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    source: str
+    #: Stage names of ``apply_gradients`` in order (methods ``_stage_<name>``).
+    pipeline: tuple[str, ...]
+
+    # -- constructor ---------------------------------------------------------------------
+    #: At most one of these clipping arguments may be not None.
+    exclusive_clip_args: tuple[str, ...]
+    clip_conflict_message: str
+    ema_frequency_message: str
+    #: Whether an ``int`` learning rate is accepted (converted to float32).
+    int_learning_rate: bool
+    #: ``"at_construction"``: a callable learning rate is called once to initialise
+    #: the float32 learning-rate variable (``tf.Variable(callable)``);
+    #: ``"every_step"``: called with no argument at each step.
+    callable_learning_rate: str
+    #: Base-class keyword arguments beyond the seed page's.
+    extra_args: tuple[str, ...]
+    #: Whether ``jit_compile`` is a constructor argument.
+    jit_compile_arg: bool
+    #: kwargs that are warned about and ignored.
+    ignored_kwargs: tuple[str, ...]
+    #: kwargs rejected as deprecated (ValueError); others are unknown.
+    deprecated_kwargs: tuple[str, ...]
+    #: Exception type and message for an unknown keyword argument.
+    unknown_kwarg_error: type
+    unknown_kwarg_message: str
+    #: Keys of the base ``get_config`` in order.
+    base_config_keys: tuple[str, ...]
+    #: Constructor defaults that differ from the keras2 line, per optimizer class.
+    default_overrides: dict[str, dict[str, object]] = field(default_factory=dict)
+    #: Whether optimizer-specific argument checks of this line apply
+    #: (for example Keras 3's ``SGD(momentum=0)`` int rejection).
+    strict_hyperparameters: bool = False
+
+    # -- apply ---------------------------------------------------------------------------
+    #: ``apply_gradients([])``: ``"noop"`` returns ``iterations``, ``"raise"`` is the
+    #: ValueError of unpacking an empty zip.
+    empty_grads_and_vars: str = "noop"
+    all_none_message: str = ""
+    unknown_variable_error: type = KeyError
+    unknown_variable_message: str = ""
+    #: ``"half_squared"`` (TF ``sqrt(2·Σ l2_loss)``) or ``"squared"`` (Keras 3).
+    global_norm_form: str = "half_squared"
+    #: Sparse gradients after clipping: ``"deduplicate"`` keeps IndexedSlices with
+    #: summed duplicates for the optimizer's sparse path; ``"densify"`` scatters them.
+    sparse_gradients: str = "deduplicate"
+
+    # -- EMA -----------------------------------------------------------------------------
+    #: ``"copy_at_build"``: the average starts as the variable's value at build;
+    #: ``"first_step"``: it starts at zero and step 1 uses momentum 0.
+    ema_init: str = "copy_at_build"
+    #: ``"updated"``: variables with a gradient this step, by index;
+    #: ``"all"``: every built variable.
+    ema_scope: str = "updated"
+    #: ``"python"``: ``m·a + (1 − m)·v`` with ``1 − m`` computed by Python;
+    #: ``"tensor"``: momentum is a tensor in the variable dtype and ``1 − m`` too.
+    ema_arithmetic: str = "python"
+    #: ``finalize_variable_values``: ``"by_index"`` looks each variable up;
+    #: ``"zip"`` pairs positionally after a length check (ValueError).
+    finalize: str = "by_index"
+
+    # -- attributes ----------------------------------------------------------------------
+    #: ``learning_rate`` of a schedule-driven optimizer: ``"last_used"`` (the value
+    #: the last step used, schedule(0) before any step) or ``"next_step"``.
+    learning_rate_getter: str = "last_used"
+    iterations_settable: bool = True
+    #: ``variables`` lists the float learning-rate variable after ``iteration``.
+    variables_include_learning_rate: bool = False
+    #: ``"{slot}/{var}"`` (Keras 2) or ``"{var}_{slot}"`` (Keras 3) slot names.
+    slot_name_format: str = "{slot}/{var}"
+    #: Whether ``exclude_from_weight_decay`` after build raises ValueError.
+    exclude_after_build_raises: bool = True
+    #: ``x·rsqrt(y)`` (tf-keras, computed as ``x·(1/sqrt(y))``) or ``x/sqrt(y)``
+    #: (Keras 3) where the sources differ (RMSprop, Adafactor).
+    reciprocal_sqrt: str = "rsqrt"
+    #: AdamW(weight_decay=None) message.
+    adamw_missing_weight_decay: str = ""
+
+    def __str__(self) -> str:
+        return self.name
+
+
+KERAS2 = Profile(
+    name="keras2",
+    source="keras-team/tf-keras tf_keras/optimizers/optimizer.py (v2.21); seed page Keras 2.9",
+    pipeline=(
+        "aggregate",
+        "learning_rate",
+        "collect",
+        "build",
+        "filter_none",
+        "clip",
+        "sparse",
+        "weight_decay",
+        "update",
+        "ema",
+        "ema_overwrite",
+        "increment",
+        "constraints",
+    ),
+    exclusive_clip_args=("clipnorm", "global_clipnorm"),
+    clip_conflict_message=(
+        "At most one of `clipnorm` and `global_clipnorm` can be set. "
+        "Received: clipnorm={clipnorm}, global_clipnorm={global_clipnorm}."
+    ),
+    ema_frequency_message=(
+        "`ema_overwrite_frequency` must be an integer > 1 or None. "
+        "Received: ema_overwrite_frequency={value}"
+    ),
+    int_learning_rate=True,
+    callable_learning_rate="at_construction",
+    extra_args=(),
+    jit_compile_arg=True,
+    ignored_kwargs=("lr", "is_legacy_optimizer"),
+    deprecated_kwargs=("decay", "gradient_aggregator", "gradient_transformers"),
+    unknown_kwarg_error=TypeError,
+    unknown_kwarg_message=(
+        "{key} is not a valid argument, kwargs should be empty  for "
+        "`optimizer_experimental.Optimizer`."
+    ),
+    base_config_keys=(
+        "name",
+        "weight_decay",
+        "clipnorm",
+        "global_clipnorm",
+        "clipvalue",
+        "use_ema",
+        "ema_momentum",
+        "ema_overwrite_frequency",
+        "jit_compile",
+        "is_legacy_optimizer",
+    ),
+    default_overrides={},
+    empty_grads_and_vars="noop",
+    all_none_message=(
+        "No gradients provided for any variable: {names}. Provided `grads_and_vars` is {pairs}."
+    ),
+    unknown_variable_error=KeyError,
+    unknown_variable_message=(
+        "The optimizer cannot recognize variable {name}. This usually means you are "
+        "trying to call the optimizer to update different parts of the model separately. "
+        "Please call `optimizer.build(variables)` with the full list of trainable variables "
+        "before the training loop or use legacy optimizer "
+        "`tf.keras.optimizers.legacy.{cls}."
+    ),
+    global_norm_form="half_squared",
+    sparse_gradients="deduplicate",
+    ema_init="copy_at_build",
+    ema_scope="updated",
+    ema_arithmetic="python",
+    finalize="by_index",
+    learning_rate_getter="last_used",
+    iterations_settable=True,
+    variables_include_learning_rate=False,
+    slot_name_format="{slot}/{var}",
+    exclude_after_build_raises=True,
+    adamw_missing_weight_decay=(
+        "Missing value of `weight_decay` which is required and must be a float value."
+    ),
+)
+
+KERAS3 = Profile(
+    name="keras3",
+    source="keras-team/keras keras/src/optimizers/base_optimizer.py (3.x HEAD)",
+    pipeline=(
+        "collect",
+        "build",
+        "filter_none",
+        "unscale",
+        "accumulate",
+        "learning_rate",
+        "clip",
+        "sparse",
+        "weight_decay",
+        "aggregate",
+        "update",
+        "ema",
+        "ema_overwrite",
+        "constraints",
+        "increment",
+    ),
+    exclusive_clip_args=("clipnorm", "clipvalue", "global_clipnorm"),
+    clip_conflict_message=(
+        "Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. "
+        "Received: clipnorm={clipnorm}, clipvalue={clipvalue}, "
+        "global_clipnorm={global_clipnorm}"
+    ),
+    ema_frequency_message=(
+        "`ema_overwrite_frequency` must be an integer >= 1 or None. "
+        "Received: ema_overwrite_frequency={value}"
+    ),
+    int_learning_rate=False,
+    callable_learning_rate="every_step",
+    extra_args=("loss_scale_factor", "gradient_accumulation_steps"),
+    jit_compile_arg=False,
+    ignored_kwargs=("decay",),
+    deprecated_kwargs=(),
+    unknown_kwarg_error=ValueError,
+    unknown_kwarg_message="Argument(s) not recognized: {kwargs}",
+    base_config_keys=(
+        "name",
+        "learning_rate",
+        "weight_decay",
+        "clipnorm",
+        "global_clipnorm",
+        "clipvalue",
+        "use_ema",
+        "ema_momentum",
+        "ema_overwrite_frequency",
+        "loss_scale_factor",
+        "gradient_accumulation_steps",
+    ),
+    default_overrides={
+        "Lion": {"learning_rate": 1e-3},
+        "RMSprop": {"ema_overwrite_frequency": None},
+    },
+    strict_hyperparameters=True,
+    empty_grads_and_vars="raise",
+    all_none_message="No gradients provided for any variable.",
+    unknown_variable_error=ValueError,
+    unknown_variable_message=(
+        "Unknown variable: {variable}. This optimizer can only be called for the variables "
+        "it was originally built with. When working with a new set of variables, you should "
+        "recreate a new optimizer instance."
+    ),
+    global_norm_form="squared",
+    sparse_gradients="densify",
+    ema_init="first_step",
+    ema_scope="all",
+    ema_arithmetic="tensor",
+    finalize="zip",
+    learning_rate_getter="next_step",
+    iterations_settable=False,
+    variables_include_learning_rate=True,
+    slot_name_format="{var}_{slot}",
+    exclude_after_build_raises=False,
+    reciprocal_sqrt="divide",
+    adamw_missing_weight_decay="Argument `weight_decay` must be a float. Received: weight_decay=None",
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (KERAS2, KERAS3)}
+DEFAULT_PROFILE = KERAS2
+
+
+def get_profile(profile) -> Profile:
+    """Resolve a profile name or object; ValueError names the known profiles."""
+    if isinstance(profile, Profile):
+        return profile
+    if profile is None:
+        return DEFAULT_PROFILE
+    if isinstance(profile, str) and profile in PROFILES:
+        return PROFILES[profile]
+    raise ValueError(f"Unknown profile {profile!r}. Known profiles: {sorted(PROFILES)}.")
