@@ -104,6 +104,9 @@ class Optimizer:
             ``loss_scale_factor`` and ``gradient_accumulation_steps`` in keras3.
     """
 
+    #: Keras 3 names of this optimizer's slots where they differ from tf-keras's.
+    keras3_slot_names: dict[str, str] = {}
+
     def __init__(
         self,
         name,
@@ -389,8 +392,9 @@ class Optimizer:
         """Create an optimizer variable shaped and typed like ``model_variable``.
 
         The name follows the profile: ``{variable_name}/{model_variable.name}`` in
-        keras2 (for example ``m/dense_1``). The new variable is also registered
-        as the slot ``variable_name`` of ``model_variable`` (see :meth:`get_slot`).
+        keras2 (for example ``m/dense_1``), ``{model_variable.name}_{keras3 name}``
+        in keras3. The new variable is also registered as the slot
+        ``variable_name`` of ``model_variable`` (see :meth:`get_slot`).
         """
         if not isinstance(model_variable, Variable):
             raise TypeError(
@@ -401,7 +405,10 @@ class Optimizer:
                              dtype=model_variable.dtype)
         else:
             value = initial_value
-        name = self.profile.slot_name_format.format(slot=variable_name, var=model_variable.name)
+        slot = variable_name
+        if self.profile.keras3_slot_vocabulary:
+            slot = self.keras3_slot_names.get(variable_name, variable_name)
+        name = self.profile.slot_name_format.format(slot=slot, var=model_variable.name)
         variable = Variable(value, dtype=model_variable.dtype, name=name, trainable=False)
         self._variables.append(variable)
         self._slots.setdefault(model_variable._unique_id, {})[variable_name] = variable
@@ -516,7 +523,8 @@ class Optimizer:
         """
         pairs = self._validate(grads_and_vars, skip_gradients_aggregation)
         step = _Step(pairs, skip_gradients_aggregation)
-        with stop_recording():
+        # NaN and Inf propagate as Keras computes them; NumPy's warnings are noise here.
+        with stop_recording(), np.errstate(all="ignore"):
             stages = self.profile.pipeline
             i = 0
             while i < len(stages):

@@ -87,8 +87,11 @@ class Profile:
     iterations_settable: bool = True
     #: ``variables`` lists the float learning-rate variable after ``iteration``.
     variables_include_learning_rate: bool = False
-    #: ``"{slot}/{var}"`` (Keras 2) or ``"{var}_{slot}"`` (Keras 3) slot names.
+    #: ``"{slot}/{var}"`` (Keras 2) or ``"{var}_{slot}"`` (Keras 3) slot variable names.
     slot_name_format: str = "{slot}/{var}"
+    #: Whether slot variable names use the optimizer's ``keras3_slot_names``
+    #: (``momentum`` for ``m``, …). ``get_slot`` always takes the tf-keras names.
+    keras3_slot_vocabulary: bool = False
     #: Whether ``exclude_from_weight_decay`` after build raises ValueError.
     exclude_after_build_raises: bool = True
     #: ``x·rsqrt(y)`` (tf-keras, computed as ``x·(1/sqrt(y))``) or ``x/sqrt(y)``
@@ -254,6 +257,7 @@ KERAS3 = Profile(
     iterations_settable=False,
     variables_include_learning_rate=True,
     slot_name_format="{var}_{slot}",
+    keras3_slot_vocabulary=True,
     exclude_after_build_raises=False,
     reciprocal_sqrt="divide",
     adamw_missing_weight_decay="Argument `weight_decay` must be a float. Received: weight_decay=None",

@@ -54,6 +54,10 @@ class Variable:
             (``v.assign(constraint(v))``).
     """
 
+    # NumPy arrays defer binary operators to the variable (``x @ kernel`` with x an
+    # ndarray must read the kernel through the tape, not as a constant array).
+    __array_ufunc__ = None
+
     def __init__(self, initial_value, dtype=None, name=None, trainable=True, constraint=None):
         if name is not None and not isinstance(name, str):
             raise TypeError(f"Variable name must be a str. Received: name={name!r}")

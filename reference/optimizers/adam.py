@@ -35,6 +35,8 @@ from .sgd import _scatter_add
 class Adam(Optimizer):
     """Adam. Defaults: lr 1e-3, β1 0.9, β2 0.999, ε 1e-7, amsgrad False."""
 
+    keras3_slot_names = {"m": "momentum", "v": "velocity", "vhat": "velocity_hat"}
+
     def __init__(
         self,
         learning_rate=0.001,

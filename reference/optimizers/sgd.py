@@ -31,6 +31,8 @@ from ..sparse import IndexedSlices
 class SGD(Optimizer):
     """Gradient descent (with momentum). Defaults: lr 0.01, momentum 0, nesterov False."""
 
+    keras3_slot_names = {"m": "momentum"}
+
     def __init__(
         self,
         learning_rate=0.01,
