@@ -97,8 +97,29 @@ class Profile:
     #: ``x·rsqrt(y)`` (tf-keras, computed as ``x·(1/sqrt(y))``) or ``x/sqrt(y)``
     #: (Keras 3) where the sources differ (RMSprop, Adafactor).
     reciprocal_sqrt: str = "rsqrt"
+    #: How ``initializers.Constant(c)`` turns a Python float into an initial slot
+    #: value (Adagrad's accumulator): ``"direct"`` (tf-keras ``tf.constant(c, dtype)``,
+    #: one rounding) or ``"via_floatx"`` (Keras 3 ``ops.cast(c, dtype)``, which on
+    #: TensorFlow rounds c to float32 first, tensorflow/tensorflow#35938).
+    constant_initializer: str = "direct"
+    #: A Python constant c times a square: ``"left_to_right"`` (c·g)·g (tf-keras
+    #: Adadelta ``(1 - rho) * grad * grad``) or ``"square_first"`` c·(g·g) (Keras 3
+    #: ``ops.multiply(1 - rho, ops.square(grad))``).
+    scaled_square: str = "left_to_right"
+    #: Nadam's once-per-step product Π of momentum factors. ``"u_t"`` (tf-keras
+    #: ``update_step``): Π ← Π·u_t, u_t = β1·(1 − 0.5·0.96ᵗ) with β1 and 0.96 through
+    #: ``tf.cast``, and every updated variable must have Π's dtype. ``"beta_1_first"``
+    #: (Keras 3 ``Nadam._backend_update_step``): Π ← (Π·β1)·(1 − 0.5·0.96ᵗ) with
+    #: Python-scalar operands in Π's dtype, Π cast to each variable's dtype when read.
+    nadam_u_product: str = "u_t"
     #: AdamW(weight_decay=None) message.
     adamw_missing_weight_decay: str = ""
+    #: Lion(beta_1 outside (0, 1]) ValueError message, formatted with ``beta_1``
+    #: (tf-keras ``tf_keras/optimizers/lion.py``; Keras 3 ``keras/src/optimizers/lion.py``).
+    lion_beta_1_message: str = (
+        "`beta_1`={beta_1} must be between ]0, 1]. Otherwise, the optimizer "
+        "degenerates to SignSGD."
+    )
 
     def __str__(self) -> str:
         return self.name
@@ -260,7 +281,14 @@ KERAS3 = Profile(
     keras3_slot_vocabulary=True,
     exclude_after_build_raises=False,
     reciprocal_sqrt="divide",
+    constant_initializer="via_floatx",
+    scaled_square="square_first",
+    nadam_u_product="beta_1_first",
     adamw_missing_weight_decay="Argument `weight_decay` must be a float. Received: weight_decay=None",
+    lion_beta_1_message=(
+        "Argument `beta_1` must be in the [0, 1] range. Otherwise, the optimizer "
+        "degenerates to SignSGD. Received: beta_1={beta_1}."
+    ),
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (KERAS2, KERAS3)}

@@ -1,0 +1,28 @@
+"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s verify``."""
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session
+def tests(session):
+    """The test suite (what CI runs)."""
+    session.install(".[test]")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session):
+    """ruff over the whole tree."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def verify(session):
+    """The main job: ``optcheck verify`` on the bundled adapters, reports in reports/out."""
+    session.install(".")
+    for profile in ("keras2", "keras3"):
+        session.run("optcheck", "verify", "--profile", profile, "--out", f"reports/out/{profile}")
