@@ -659,6 +659,30 @@ class Optimizer:
                     )
                 )
 
+    def _stage_overwrite_with_gradient(self, step):
+        """Keras 3: a variable flagged ``overwrite_with_gradient`` takes its gradient as
+        its new value (with gradient accumulation: the running maximum, assigned on
+        update steps) and leaves the rest of the pipeline."""
+        kept = []
+        steps = self.gradient_accumulation_steps
+        for grad, variable in step.pairs:
+            if not variable.overwrite_with_gradient or grad is None:
+                kept.append((grad, variable))
+                continue
+            grad = _sum_replicas(grad)
+            grad = to_dense(grad) if isinstance(grad, IndexedSlices) else grad
+            if not steps:
+                variable.assign(grad)
+                continue
+            accumulator = self._accumulated_gradients[self._get_variable_index(variable)]
+            merged = np.maximum(grad, accumulator.numpy())
+            if (int(self._iterations.numpy()) + 1) % steps == 0:
+                variable.assign(merged)
+                accumulator.assign(np.zeros(accumulator.shape, accumulator.dtype))
+            else:
+                accumulator.assign(merged)
+        step.pairs = kept
+
     def _stage_filter_none(self, step):
         missing = [v.name for g, v in step.pairs if g is None]
         kept = [(g, v) for g, v in step.pairs if g is not None]
@@ -707,6 +731,10 @@ class Optimizer:
 
     def _clip_gradients(self, grads):
         """clipnorm > global_clipnorm > clipvalue; exactly one transform (None passes)."""
+        with np.errstate(all="ignore"):  # inf/NaN propagate as in TensorFlow
+            return self._clip(grads)
+
+    def _clip(self, grads):
         if self.clipnorm and self.clipnorm > 0:
             return [None if g is None else clipping.clip_by_norm(g, self.clipnorm) for g in grads]
         if self.global_clipnorm and self.global_clipnorm > 0:

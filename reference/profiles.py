@@ -210,6 +210,7 @@ KERAS3 = Profile(
     pipeline=(
         "collect",
         "build",
+        "overwrite_with_gradient",
         "filter_none",
         "unscale",
         "accumulate",

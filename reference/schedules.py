@@ -179,9 +179,12 @@ class LearningRateSchedule:
 
     def __repr__(self):
         try:
-            items = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+            config = self.get_config()
         except NotImplementedError:
-            items = ""
+            config = None
+        if not isinstance(config, dict):
+            return object.__repr__(self)
+        items = ", ".join(f"{key}={value!r}" for key, value in config.items())
         return f"{type(self).__name__}({items})"
 
 

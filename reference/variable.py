@@ -67,6 +67,8 @@ class Variable:
         self.name = name or "Variable"
         self.trainable = bool(trainable)
         self.constraint = constraint
+        # Keras 3 (float8 training): the optimizer assigns the gradient to the variable.
+        self.overwrite_with_gradient = False
         self._unique_id = next(_ids)
 
     # -- value access -------------------------------------------------------------------

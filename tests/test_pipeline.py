@@ -368,3 +368,54 @@ def test_fit_lr_schedule_golden(profile):
     assert int(opt.iterations.numpy()) == 12
     np.testing.assert_allclose(history, [230.79457092285156, 128.30319213867188,
                                          79.33648681640625], rtol=5e-5)  # fmt: skip
+
+
+def test_k3_overwrite_with_gradient():
+    opt = SGD(learning_rate=1.0, profile="keras3")
+    scale, weight = Variable(f32([1.0, 2.0])), Variable(f32([3.0, 4.0]))
+    scale.overwrite_with_gradient = True
+    opt.apply_gradients([(f32([7.0, 8.0]), scale), (f32([1.0, 1.0]), weight)])
+    np.testing.assert_array_equal(scale.numpy(), [7.0, 8.0])
+    np.testing.assert_array_equal(weight.numpy(), [2.0, 3.0])
+
+
+def test_k3_overwrite_with_gradient_accumulates_the_maximum():
+    opt = SGD(learning_rate=1.0, gradient_accumulation_steps=2, profile="keras3")
+    scale, weight = Variable(f32([0.0, 0.0])), Variable(f32([0.0]))
+    scale.overwrite_with_gradient = True
+    opt.apply_gradients([(f32([5.0, 1.0]), scale), (f32([1.0]), weight)])
+    np.testing.assert_array_equal(scale.numpy(), [0.0, 0.0])
+    opt.apply_gradients([(f32([2.0, 3.0]), scale), (f32([1.0]), weight)])
+    np.testing.assert_array_equal(scale.numpy(), [5.0, 3.0])
+    np.testing.assert_array_equal(weight.numpy(), [-1.0])
+    # As in Keras 3, the overwrite pairs are removed before the None filter: a call
+    # holding only them has "no gradients".
+    with pytest.raises(ValueError, match="No gradients provided for any variable"):
+        opt.apply_gradients([(f32([2.0, 3.0]), scale)])
+
+
+def test_k3_ema_with_model_fit_golden():
+    """K3 test_ema_with_model_fit: Dense(2, kernel ones, no bias), x=[[1]], y=[[0]], mse,
+    SGD(0.1, EMA 0.9), two steps then finalize -> [[0.891, 0.891]]."""
+    kernel = Variable(np.ones((1, 2), np.float32))
+    opt = SGD(learning_rate=0.1, use_ema=True, ema_momentum=0.9, profile="keras3")
+    x = np.ones((1, 1), np.float32)
+    for _ in range(2):
+        opt.minimize(lambda: ((x @ kernel) ** 2).mean(), [kernel])
+    np.testing.assert_allclose(opt.get_slot(kernel, "average").numpy(), [[0.891, 0.891]],
+                               atol=1e-5)  # fmt: skip
+    opt.finalize_variable_values([kernel])
+    np.testing.assert_allclose(kernel.numpy(), [[0.891, 0.891]], atol=1e-5)
+
+
+def test_importing_the_reference_loads_no_framework():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, optcheck.reference, optcheck.reference.optimizers as o; "
+        "o.all_optimizer_classes(); "
+        "bad = {'tensorflow', 'jax', 'torch', 'keras', 'tf_keras'} & set(sys.modules); "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -49,6 +49,9 @@ Notes:
   tf-keras. Keras 3 calls ``v`` ``velocity`` and names r and c after the variable
   alone (the two share a name there); the reference's keras3 names are
   ``<var>_r``, ``<var>_c``, ``<var>_velocity``.
+* In float16, ε1 = 1e-30 rounds to 0: an exactly-zero gradient element (rank < 2) or
+  row/column (rank ≥ 2) gives v = 0 there, u = 0·inf = NaN, RMS(u) = NaN, and the
+  whole variable becomes NaN — as the sources compute it **[derived]**.
 * Sparse gradients are densified (tf-keras ``tf.square(gradient)`` and
   ``convert_to_tensor(gradient)`` on IndexedSlices), so sparse == dense exactly.
 """

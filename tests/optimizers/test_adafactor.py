@@ -186,6 +186,16 @@ def test_low_precision_dtypes_stay_in_dtype(dtype):
     np.testing.assert_allclose(var.numpy().astype(np.float64), ref.numpy(), atol=tol)
 
 
+def test_float16_zero_gradient_is_nan():
+    # ε1 = 1e-30 underflows to 0 in float16: v = 0 where g = 0, u = 0·inf = NaN (derived).
+    var = Variable(np.array([1.0, 2.0]), dtype="float16")
+    Adafactor().apply_gradients([(np.array([0.5, 0.0], np.float16), var)])
+    assert np.isnan(var.numpy()).all()
+    var32 = Variable(np.array([1.0, 2.0]), dtype="float32")
+    Adafactor().apply_gradients([(np.array([0.5, 0.0], np.float32), var32)])
+    assert np.isfinite(var32.numpy()).all()
+
+
 def test_sparse_equals_dense():
     dense, sparse = sparse_vs_dense(lambda: Adafactor(learning_rate=0.1))
     np.testing.assert_array_equal(dense, sparse)
