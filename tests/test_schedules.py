@@ -213,7 +213,7 @@ DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="f
 def f32(lo, hi):
     """Python floats exactly representable in float32 (bounds rounded to float32)."""
     lo, hi = float(np.float32(lo)), float(np.float32(hi))
-    return st.floats(lo, hi, width=32, allow_nan=False, allow_infinity=False)
+    return st.floats(lo, hi, width=32, allow_nan=False, allow_infinity=False, allow_subnormal=False)
 
 
 def as_lr(value, dtype):
@@ -223,6 +223,9 @@ def as_lr(value, dtype):
 
 def check(got, expected, bound, dtype):
     assert isinstance(got, np.ndarray) and got.shape == () and got.dtype == dtype
+    # Results that underflow (e.g. lr - end tiny) carry an absolute error below the smallest
+    # normal number, which no relative bound covers.
+    bound += float(np.finfo(dtype).tiny)
     error = abs(float(got) - expected)
     assert error <= bound, f"got {float(got)!r}, expected {expected!r}: error {error:.3g} > {bound:.3g}"
 
@@ -483,8 +486,9 @@ def test_output_is_0d_array_in_dtype_of_initial_rate(factory, lr, dtype):
         out = factory(lr)(step)
         assert isinstance(out, np.ndarray) and out.shape == ()
         assert out.dtype == np.dtype(dtype)
+        # Sanity of the value: within a few ulps of the dtype, relative to the rate scale 0.1.
         reference = float(factory(np.float64(lr))(step))
-        assert abs(float(out) - reference) <= 1e-2 * max(abs(reference), 1e-3)
+        assert abs(float(out) - reference) <= 16 * float(ml_dtypes.finfo(dtype).eps) * 0.1
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,8 @@ Notes:
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from .. import dtypes
@@ -42,7 +44,7 @@ from .sgd import _scatter_add
 class Adamax(Optimizer):
     """Adamax. Defaults: lr 1e-3, β1 0.9, β2 0.999, ε 1e-7."""
 
-    keras3_slot_names = {"m": "momentum", "u": "norm"}
+    keras3_slot_names: ClassVar[dict[str, str]] = {"m": "momentum", "u": "norm"}
 
     def __init__(
         self,

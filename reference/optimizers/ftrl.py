@@ -102,7 +102,8 @@ class Ftrl(Optimizer):
         self._linears = []
         for v in var_list:
             # tf.cast(tf.fill(shape, value), dtype): the fill is float32.
-            initial = dtypes.cast(dtypes.const(self.initial_accumulator_value, dtypes.FLOATX), v.dtype)
+            fill = dtypes.const(self.initial_accumulator_value, dtypes.FLOATX)
+            initial = dtypes.cast(fill, v.dtype)
             self._accumulators.append(
                 self.add_variable_from_reference(
                     v, "accumulator", initial_value=np.full(v.shape, initial)
@@ -117,27 +118,23 @@ class Ftrl(Optimizer):
         lr = self._learning_rate_for(variable)
         index = self._get_variable_index(variable)
         accum, linear = self._accumulators[index], self._linears[index]
+        two = dtypes.const(2, dtype)
         minus_lr_power = dtypes.const(-self.learning_rate_power, dtype)
-        l2_reg = dtypes.const(self.l2_regularization_strength, dtype) + dtypes.const(
-            self.beta, dtype
-        ) / (dtypes.const(2.0, dtype) * lr)
+        l1 = dtypes.const(self.l1_regularization_strength, dtype)
+        minus_l1 = dtypes.const(-self.l1_regularization_strength, dtype)
+        l2 = dtypes.const(self.l2_regularization_strength, dtype)
+        beta = dtypes.const(self.beta, dtype)
+        two_l2_shrinkage = dtypes.const(2 * self.l2_shrinkage_regularization_strength, dtype)
         value = variable.numpy()
 
-        grad_to_use = gradient + dtypes.const(
-            2 * self.l2_shrinkage_regularization_strength, dtype
-        ) * value
+        l2_reg = l2 + beta / (two * lr)
+        grad_to_use = gradient + two_l2_shrinkage * value
         new_accum = accum.numpy() + gradient * gradient
-        linear.assign_add(
-            grad_to_use
-            - (np.power(new_accum, minus_lr_power) - np.power(accum.numpy(), minus_lr_power))
-            / lr
-            * value
-        )
-        quadratic = np.power(new_accum, minus_lr_power) / lr + dtypes.const(2, dtype) * l2_reg
-        l1 = self.l1_regularization_strength
-        linear_clipped = np.maximum(
-            np.minimum(linear.numpy(), dtypes.const(l1, dtype)), dtypes.const(-l1, dtype)
-        )
+        new_accum_power = np.power(new_accum, minus_lr_power)
+        accum_power = np.power(accum.numpy(), minus_lr_power)
+        linear.assign_add(grad_to_use - (new_accum_power - accum_power) / lr * value)
+        quadratic = new_accum_power / lr + two * l2_reg
+        linear_clipped = np.maximum(np.minimum(linear.numpy(), l1), minus_l1)
         variable.assign((linear_clipped - linear.numpy()) / quadratic)
         accum.assign(new_accum)
 

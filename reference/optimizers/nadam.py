@@ -56,6 +56,8 @@ Notes:
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from .. import dtypes
@@ -77,7 +79,7 @@ class Nadam(Optimizer):
     steps taken so far (see the module docstring).
     """
 
-    keras3_slot_names = {"m": "momentum", "v": "velocity"}
+    keras3_slot_names: ClassVar[dict[str, str]] = {"m": "momentum", "v": "velocity"}
 
     def __init__(
         self,
@@ -96,8 +98,8 @@ class Nadam(Optimizer):
         self.epsilon = epsilon
 
     def build(self, var_list):
-        super().build(var_list)
         var_list = list(var_list)
+        super().build(var_list)
         dtype = var_list[0].dtype if var_list else dtypes.FLOATX
         self._momentums = []
         self._velocities = []
