@@ -7,6 +7,7 @@ metamorphic properties hold for an optimizer as Keras computes it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -30,7 +31,15 @@ class OptimizerInfo:
     #: learning_rate = 0 leaves the variables unchanged. Not for Ftrl, whose
     #: update divides by the learning rate (l2 + beta / (2·lr)).
     lr_zero_is_identity: bool = True
+    #: Further condition (config, dtype name) -> bool for the learning-rate-zero identity.
+    lr_zero_requires: Callable[[dict, str], bool] | None = None
     why: str = ""
+
+
+def _beta_2_below_one(config: dict, dtype: str) -> bool:
+    from optcheck.reference import dtypes
+
+    return bool(dtypes.const(config.get("beta_2", 0.999), dtypes.as_dtype(dtype)) < 1)
 
 
 def _lr(low=1e-5, high=0.5):
@@ -71,7 +80,9 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
             why="Ftrl divides by the learning rate",
         ),
         OptimizerInfo("Nadam", (_lr(), Param("beta_1", "float", 0.0, 0.99),
-                                Param("beta_2", "float", 0.9, 0.9999), _eps())),
+                                Param("beta_2", "float", 0.9, 0.9999), _eps()),
+                      lr_zero_requires=_beta_2_below_one,
+                      why="v̂ = v / (1 − β2ᵗ) is 0/0 once β2 rounds to 1 (bfloat16 0.999)"),
         OptimizerInfo("RMSprop", (_lr(), Param("rho", "float", 0.5, 0.99),
                                   Param("momentum", "float", 0.0, 0.9), _eps(),
                                   Param("centered", "bool"))),

@@ -79,9 +79,24 @@ def const(value, dtype) -> np.ndarray:
     return np.asarray(np.float64(value)).astype(dtype)
 
 
+def cast_scalar(value, dtype, via=FLOATX) -> np.ndarray:
+    """``tf.cast`` of a Python number: TensorFlow first converts it to a ``via``
+    (float32) tensor, then casts (tensorflow/tensorflow#35938), so
+    ``tf.cast(0.9, tf.float64)`` is 0.8999999761581421. ``via=None`` converts directly,
+    as ``jnp.asarray(x, dtype)`` does."""
+    if via is None:
+        return const(value, dtype)
+    return const(value, via).astype(dtype)
+
+
 def cast(x, dtype) -> np.ndarray:
     """``tf.cast``: round an array to ``dtype`` (nearest, ties to even)."""
     return np.asarray(x).astype(dtype)
+
+
+def finfo(dtype):
+    """Machine limits of a float dtype (ml_dtypes knows bfloat16, NumPy does not)."""
+    return ml_dtypes.finfo(np.dtype(dtype))
 
 
 def promote(*dtypes) -> np.dtype:

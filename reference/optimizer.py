@@ -774,7 +774,7 @@ class Optimizer:
         for _, variable in step.pairs:
             if self._use_weight_decay(variable):
                 lr = self._learning_rate_for(variable)
-                wd = dtypes.const(self.weight_decay, variable.dtype)
+                wd = self._cast(self.weight_decay, variable.dtype)
                 variable.assign_sub(variable.numpy() * wd * lr)
 
     def _stage_update(self, step):
@@ -833,6 +833,15 @@ class Optimizer:
         if self._step_learning_rate is None:
             self._stage_learning_rate(None)
         return dtypes.cast(self._step_learning_rate, variable.dtype)
+
+    def _cast(self, value, dtype) -> np.ndarray:
+        """``tf.cast(value, dtype)`` / ``ops.cast`` of a Python hyper-parameter, per profile.
+
+        Distinct from a Python scalar operand (``m * (1 - self.beta_1)``), which
+        :func:`~optcheck.reference.dtypes.const` converts in one rounding.
+        """
+        via = dtypes.FLOATX if self.profile.python_scalar_cast == "via_float32" else None
+        return dtypes.cast_scalar(value, dtype, via)
 
     def _local_step(self, variable) -> np.ndarray:
         """``cast(iterations + 1, variable.dtype)``: the 1-based step for bias corrections."""

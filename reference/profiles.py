@@ -112,6 +112,10 @@ class Profile:
     #: (Keras 3 ``Nadam._backend_update_step``): Π ← (Π·β1)·(1 − 0.5·0.96ᵗ) with
     #: Python-scalar operands in Π's dtype, Π cast to each variable's dtype when read.
     nadam_u_product: str = "u_t"
+    #: ``cast(python_number, dtype)`` as the backend does it: ``"via_float32"``
+    #: (TensorFlow's ``tf.cast`` converts the number to float32 first; tf-keras and
+    #: Keras 3 on TensorFlow) or ``"direct"`` (one rounding, as JAX's ``asarray``).
+    python_scalar_cast: str = "via_float32"
     #: AdamW(weight_decay=None) message.
     adamw_missing_weight_decay: str = ""
     #: Lion(beta_1 outside (0, 1]) ValueError message, formatted with ``beta_1``

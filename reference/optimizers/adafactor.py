@@ -114,7 +114,7 @@ class Adafactor(Optimizer):
             gradient = to_dense(gradient)
         dtype = variable.dtype
         lr = self._learning_rate_for(variable)
-        epsilon_2 = dtypes.const(self.epsilon_2, dtype)
+        epsilon_2 = self._cast(self.epsilon_2, dtype)
         one = dtypes.const(1, dtype)
         local_step = self._local_step(variable)
         if isinstance(self._learning_rate, Variable) and self.relative_step:

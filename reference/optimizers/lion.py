@@ -73,8 +73,8 @@ class Lion(Optimizer):
     def update_step(self, gradient, variable):
         dtype = variable.dtype
         lr = self._learning_rate_for(variable)
-        beta_1 = dtypes.const(self.beta_1, dtype)
-        beta_2 = dtypes.const(self.beta_2, dtype)
+        beta_1 = self._cast(self.beta_1, dtype)
+        beta_2 = self._cast(self.beta_2, dtype)
         one = dtypes.const(1, dtype)
         m = self.momentums[self._get_variable_index(variable)]
 

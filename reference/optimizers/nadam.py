@@ -67,11 +67,6 @@ from ..variable import Variable
 from .sgd import _scatter_add
 
 
-def _tf_cast(value, dtype):
-    """``tf.cast`` of a Python float: converted to float32 first, then to ``dtype``."""
-    return dtypes.cast(dtypes.const(value, dtypes.FLOATX), dtype)
-
-
 class Nadam(Optimizer):
     """Nadam. Defaults: lr 1e-3, β1 0.9, β2 0.999, ε 1e-7.
 
@@ -128,7 +123,7 @@ class Nadam(Optimizer):
                         f"{dtypes.dtype_name(variable.dtype)} with it (TensorFlow dtype "
                         "mismatch). Use one optimizer per dtype."
                     )
-            beta_1, decay = _tf_cast(self.beta_1, dtype), _tf_cast(0.96, dtype)
+            beta_1, decay = self._cast(self.beta_1, dtype), self._cast(0.96, dtype)
             u_t = beta_1 * (one - half * np.power(decay, local_step))
             u_product.assign(u_product.numpy() * u_t)
             return
@@ -140,8 +135,8 @@ class Nadam(Optimizer):
         lr = self._learning_rate_for(variable)
         local_step = self._local_step(variable)
         next_step = dtypes.cast(self._update_count() + 2, dtype)
-        decay = _tf_cast(0.96, dtype)
-        beta_1, beta_2 = _tf_cast(self.beta_1, dtype), _tf_cast(self.beta_2, dtype)
+        decay = self._cast(0.96, dtype)
+        beta_1, beta_2 = self._cast(self.beta_1, dtype), self._cast(self.beta_2, dtype)
         one, half = dtypes.const(1.0, dtype), dtypes.const(0.5, dtype)
         u_t = beta_1 * (one - half * np.power(decay, local_step))
         u_t_1 = beta_1 * (one - half * np.power(decay, next_step))

@@ -65,7 +65,7 @@ class SGD(Optimizer):
     def update_step(self, gradient, variable):
         lr = self._learning_rate_for(variable)
         m = self.momentums[self._get_variable_index(variable)]
-        momentum = dtypes.const(self.momentum, variable.dtype)
+        momentum = self._cast(self.momentum, variable.dtype)
         if isinstance(gradient, IndexedSlices):
             add = -gradient.values * lr
             if m is None:
