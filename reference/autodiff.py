@@ -52,7 +52,9 @@ for _op in ("add", "sub", "mul", "pow", "truediv", "matmul", "mod"):
 for _name in ("__eq__", "__ne__", "__gt__", "__ge__", "__lt__", "__le__"):
     setattr(_VariableAwareBox, _name, _reads_variables(_name))
 _VariableAwareBox.__hash__ = ArrayBox.__hash__
-_ARRAY_VALUE_TYPES = [t for t, cls in Box.type_mappings.items() if cls is ArrayBox and t is not ArrayBox]
+_ARRAY_VALUE_TYPES = [
+    t for t, cls in Box.type_mappings.items() if cls is ArrayBox and t is not ArrayBox
+]
 
 
 @contextlib.contextmanager
@@ -141,9 +143,7 @@ class GradientTape:
 
         for i, s in enumerate(source_list):
             if not isinstance(s, Variable):
-                raise TypeError(
-                    f"sources[{i}] must be a Variable. Received: {type(s).__name__}"
-                )
+                raise TypeError(f"sources[{i}] must be a Variable. Received: {type(s).__name__}")
         grads = self._reverse(target)
         out = []
         for s in source_list:

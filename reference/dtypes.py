@@ -57,9 +57,7 @@ def as_dtype(dtype) -> np.dtype:
             candidate = None
         if candidate is not None and candidate in _ALL_DTYPES.values():
             return candidate
-    raise TypeError(
-        f"Unsupported dtype {dtype!r}: expected one of {sorted(_ALL_DTYPES)}."
-    )
+    raise TypeError(f"Unsupported dtype {dtype!r}: expected one of {sorted(_ALL_DTYPES)}.")
 
 
 def is_float(dtype) -> bool:

@@ -159,7 +159,8 @@ class Optimizer:
         if use_ema:
             if ema_momentum > 1 or ema_momentum < 0:
                 raise ValueError(
-                    f"`ema_momentum` must be in the range [0, 1]. Received: ema_momentum={ema_momentum}"
+                    "`ema_momentum` must be in the range [0, 1]. "
+                    f"Received: ema_momentum={ema_momentum}"
                 )
             if ema_overwrite_frequency and (
                 not isinstance(ema_overwrite_frequency, int)
@@ -171,7 +172,11 @@ class Optimizer:
                 )
         self.ema_momentum = ema_momentum
         self.ema_overwrite_frequency = ema_overwrite_frequency
-        clip_args = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
+        clip_args = {
+            "clipnorm": clipnorm,
+            "clipvalue": clipvalue,
+            "global_clipnorm": global_clipnorm,
+        }
         if sum(clip_args[a] is not None for a in self.profile.exclusive_clip_args) > 1:
             raise ValueError(self.profile.clip_conflict_message.format(**clip_args))
 
@@ -280,9 +285,7 @@ class Optimizer:
     @iterations.setter
     def iterations(self, variable):
         if not self.profile.iterations_settable:
-            raise AttributeError(
-                f"`iterations` of a {self.profile.name} optimizer is read-only."
-            )
+            raise AttributeError(f"`iterations` of a {self.profile.name} optimizer is read-only.")
         if self._built:
             raise RuntimeError(
                 "Cannot set `iterations` to a new Variable after the Optimizer weights have "
@@ -381,7 +384,9 @@ class Optimizer:
         elif callable(initializer):
             value = np.asarray(initializer(shape, dtype), dtype=dtype)
         else:
-            raise TypeError(f"initializer must be a string or a callable. Received: {initializer!r}")
+            raise TypeError(
+                f"initializer must be a string or a callable. Received: {initializer!r}"
+            )
         variable = Variable(value, dtype=dtype, name=name, trainable=False)
         self._variables.append(variable)
         return variable
@@ -401,8 +406,9 @@ class Optimizer:
                 f"model_variable must be a Variable. Received: {type(model_variable).__name__}"
             )
         if initial_value is None:
-            value = np.zeros(model_variable.shape if shape is None else tuple(shape),
-                             dtype=model_variable.dtype)
+            value = np.zeros(
+                model_variable.shape if shape is None else tuple(shape), dtype=model_variable.dtype
+            )
         else:
             value = initial_value
         slot = variable_name
@@ -453,7 +459,9 @@ class Optimizer:
         if self.use_ema:
             self._model_variables_moving_average = [
                 self.add_variable_from_reference(
-                    v, "average", initial_value=v.numpy() if self.profile.ema_init == "copy_at_build" else None
+                    v,
+                    "average",
+                    initial_value=v.numpy() if self.profile.ema_init == "copy_at_build" else None,
                 )
                 for v in var_list
             ]
@@ -536,7 +544,9 @@ class Optimizer:
 
     # -- validation ----------------------------------------------------------------------
     def _validate(self, grads_and_vars, skip_aggregation):
-        if isinstance(grads_and_vars, dict | str | bytes) or not hasattr(grads_and_vars, "__iter__"):
+        if isinstance(grads_and_vars, dict | str | bytes) or not hasattr(
+            grads_and_vars, "__iter__"
+        ):
             raise TypeError(
                 "grads_and_vars must be an iterable of (gradient, variable) pairs. "
                 f"Received: {type(grads_and_vars).__name__}"
@@ -560,9 +570,9 @@ class Optimizer:
                 )
             pairs.append((self._check_gradient(grad, var, skip_aggregation), var))
         replicas = {len(g.values) for g, _ in pairs if isinstance(g, PerReplica)}
-        if len(replicas) > 1 or (replicas and any(
-            g is not None and not isinstance(g, PerReplica) for g, _ in pairs
-        )):
+        if len(replicas) > 1 or (
+            replicas and any(g is not None and not isinstance(g, PerReplica) for g, _ in pairs)
+        ):
             raise ValueError(
                 "Every non-None gradient must be a PerReplica value with the same number of "
                 f"replicas, or none of them; got replica counts {sorted(replicas)} mixed with "
@@ -974,8 +984,7 @@ def _map_replicas(pairs, fn):
     (n,) = counts
     per_replica = [fn([g.values[r] for g in grads]) for r in range(n)]
     return [
-        (PerReplica(tuple(per_replica[r][i] for r in range(n))), v)
-        for i, v in enumerate(variables)
+        (PerReplica(tuple(per_replica[r][i] for r in range(n))), v) for i, v in enumerate(variables)
     ]
 
 

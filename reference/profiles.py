@@ -121,8 +121,7 @@ class Profile:
     #: Lion(beta_1 outside (0, 1]) ValueError message, formatted with ``beta_1``
     #: (tf-keras ``tf_keras/optimizers/lion.py``; Keras 3 ``keras/src/optimizers/lion.py``).
     lion_beta_1_message: str = (
-        "`beta_1`={beta_1} must be between ]0, 1]. Otherwise, the optimizer "
-        "degenerates to SignSGD."
+        "`beta_1`={beta_1} must be between ]0, 1]. Otherwise, the optimizer degenerates to SignSGD."
     )
 
     def __str__(self) -> str:
@@ -289,7 +288,9 @@ KERAS3 = Profile(
     constant_initializer="via_floatx",
     scaled_square="square_first",
     nadam_u_product="beta_1_first",
-    adamw_missing_weight_decay="Argument `weight_decay` must be a float. Received: weight_decay=None",
+    adamw_missing_weight_decay=(
+        "Argument `weight_decay` must be a float. Received: weight_decay=None"
+    ),
     lion_beta_1_message=(
         "Argument `beta_1` must be in the [0, 1] range. Otherwise, the optimizer "
         "degenerates to SignSGD. Received: beta_1={beta_1}."

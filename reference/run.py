@@ -95,9 +95,7 @@ def run(
     records = []
     for i, step in enumerate(steps):
         if len(step) != len(variables):
-            raise ValueError(
-                f"Step {i} has {len(step)} gradients for {len(variables)} variables."
-            )
+            raise ValueError(f"Step {i} has {len(step)} gradients for {len(variables)} variables.")
         optimizer.apply_gradients(
             list(zip(step, variables, strict=True)),
             skip_gradients_aggregation=skip_gradients_aggregation,
@@ -109,8 +107,7 @@ def run(
                 learning_rate=optimizer._step_learning_rate,
                 variables=[v.numpy() for v in variables],
                 slots=[
-                    {name: s.numpy() for name, s in optimizer.slots(v).items()}
-                    for v in variables
+                    {name: s.numpy() for name, s in optimizer.slots(v).items()} for v in variables
                 ],
             )
         )

@@ -162,8 +162,7 @@ class LearningRateSchedule:
 
     def __call__(self, step):
         raise NotImplementedError(
-            f"Learning rate schedule '{type(self).__name__}' must override "
-            "`__call__(self, step)`."
+            f"Learning rate schedule '{type(self).__name__}' must override `__call__(self, step)`."
         )
 
     def get_config(self) -> dict:
@@ -191,11 +190,8 @@ class LearningRateSchedule:
 class ExponentialDecay(LearningRateSchedule):
     """Exponential decay.
 
-    .. math::
-
-        p = \\frac{\\text{step}}{\\text{decay\\_steps}}, \\quad
-        p \\leftarrow \\lfloor p \\rfloor \\text{ if staircase}, \\quad
-        \\text{lr} = \\text{initial\\_learning\\_rate} \\cdot \\text{decay\\_rate}^{\\,p}
+        p  = step / decay_steps          (p = ⌊p⌋ if staircase)
+        lr = initial_learning_rate · decay_rate^p
 
     Operation order (dtype ``d``): ``decay_steps``, ``decay_rate`` and ``step`` are cast to
     ``d``; ``p = step / decay_steps``; ``floor`` if ``staircase``; ``lr * pow(decay_rate, p)``.
@@ -235,15 +231,11 @@ class ExponentialDecay(LearningRateSchedule):
 class PiecewiseConstantDecay(LearningRateSchedule):
     """Piecewise constant values between boundaries.
 
-    .. math::
+    With ``boundaries = [b₀, …, bₙ₋₁]`` and ``values = [v₀, …, vₙ]``:
 
-        \\text{lr} = \\begin{cases}
-            v_0 & \\text{step} \\le b_0 \\\\
-            v_i & b_{i-1} < \\text{step} \\le b_i \\\\
-            v_n & \\text{step} > b_{n-1}
-        \\end{cases}
-
-    with ``boundaries = [b_0, ..., b_{n-1}]`` and ``values = [v_0, ..., v_n]``.
+        lr = v₀    if step ≤ b₀
+        lr = vᵢ    if bᵢ₋₁ < step ≤ bᵢ     (0 < i < n)
+        lr = vₙ    if step > bₙ₋₁
 
     ``step`` is converted with ``convert_to_tensor`` (a Python int is int32, a Python float
     float32); each boundary is converted and, if its dtype differs, cast to the step's dtype
@@ -306,15 +298,11 @@ class PiecewiseConstantDecay(LearningRateSchedule):
 class PolynomialDecay(LearningRateSchedule):
     """Polynomial decay from ``initial_learning_rate`` to ``end_learning_rate``.
 
-    .. math::
+        lr = (initial_learning_rate − end_learning_rate) · (1 − s/D)^power + end_learning_rate
 
-        \\text{lr} = (\\text{initial} - \\text{end})
-            \\left(1 - \\frac{s}{D}\\right)^{\\text{power}} + \\text{end}
-
-    without ``cycle``: :math:`s = \\min(\\text{step}, \\text{decay\\_steps})`,
-    :math:`D = \\text{decay\\_steps}`; with ``cycle``: :math:`s = \\text{step}`,
-    :math:`D = \\text{decay\\_steps} \\cdot m` with :math:`m = 1` at step 0 and
-    :math:`m = \\lceil \\text{step} / \\text{decay\\_steps} \\rceil` otherwise.
+    without ``cycle``: s = min(step, decay_steps), D = decay_steps;
+    with ``cycle``: s = step, D = decay_steps · m with m = 1 at step 0, else
+    m = ⌈step / decay_steps⌉ (D is the first multiple of decay_steps that is ≥ step).
 
     Operation order (dtype ``d``): ``end_learning_rate``, ``power``, ``step`` and
     ``decay_steps`` are cast to ``d``. With ``cycle`` the ratio inside ``ceil`` divides the cast
@@ -375,11 +363,8 @@ class PolynomialDecay(LearningRateSchedule):
 class InverseTimeDecay(LearningRateSchedule):
     """Inverse-time decay.
 
-    .. math::
-
-        p = \\frac{\\text{step}}{\\text{decay\\_steps}}, \\quad
-        p \\leftarrow \\lfloor p \\rfloor \\text{ if staircase}, \\quad
-        \\text{lr} = \\frac{\\text{initial\\_learning\\_rate}}{1 + \\text{decay\\_rate} \\cdot p}
+        p  = step / decay_steps          (p = ⌊p⌋ if staircase)
+        lr = initial_learning_rate / (1 + decay_rate · p)
 
     Operation order (dtype ``d``): ``decay_steps``, ``decay_rate``, ``step`` cast to ``d``;
     ``p = step / decay_steps``; ``floor`` if ``staircase``; ``denom = 1 + decay_rate * p``;
@@ -419,24 +404,14 @@ class InverseTimeDecay(LearningRateSchedule):
 class CosineDecay(LearningRateSchedule):
     """Cosine decay, with an optional linear warmup (tf-keras >= 2.13).
 
-    Without warmup (``warmup_target is None``), with :math:`s = \\min(\\text{step}, D)`,
-    :math:`D = \\text{decay\\_steps}`:
+    Without warmup (``warmup_target is None``), with D = decay_steps and s = min(step, D):
 
-    .. math::
+        lr = initial_learning_rate · ((1 − alpha) · ½·(1 + cos(π·s/D)) + alpha)
 
-        \\text{lr} = \\text{initial} \\cdot \\Big((1 - \\alpha)\\,
-            \\tfrac12\\big(1 + \\cos(\\pi s / D)\\big) + \\alpha\\Big)
+    With warmup, W = warmup_steps, T = warmup_target and s = min(step, D + W):
 
-    With warmup, :math:`W = \\text{warmup\\_steps}`, :math:`T = \\text{warmup\\_target}`,
-    :math:`s = \\min(\\text{step}, D + W)`:
-
-    .. math::
-
-        \\text{lr} = \\begin{cases}
-            (T - \\text{initial}) \\cdot s / W + \\text{initial} & s < W \\\\
-            T \\cdot \\Big((1 - \\alpha)\\,\\tfrac12\\big(1 + \\cos(\\pi (s - W) / D)\\big)
-                + \\alpha\\Big) & s \\ge W
-        \\end{cases}
+        lr = (T − initial_learning_rate) · s/W + initial_learning_rate      if s < W
+        lr = T · ((1 − alpha) · ½·(1 + cos(π·(s − W)/D)) + alpha)           if s ≥ W
 
     Operation order (dtype ``d``): ``decay_steps``, ``step`` (and ``warmup_target``,
     ``warmup_steps``) cast to ``d``; decay: ``f = s / D``,
@@ -517,32 +492,24 @@ class CosineDecay(LearningRateSchedule):
 class CosineDecayRestarts(LearningRateSchedule):
     """Cosine decay with warm restarts (SGDR).
 
-    With :math:`f = \\text{step} / \\text{first\\_decay\\_steps}` the restart index :math:`i`
-    and the fraction :math:`g` of the current period are
+    With f = step / first_decay_steps, t = t_mul, m = m_mul, the restart index i and the
+    fraction g ∈ [0, 1) of the current period are
 
-    .. math::
+        t = 1:   i = ⌊f⌋,                                g = f − i
+        t ≠ 1:   i = ⌊log(1 − f·(1 − t)) / log(t)⌋,    g = (f − (1 − tⁱ)/(1 − t)) / tⁱ
 
-        t = 1:\\quad i = \\lfloor f \\rfloor,\\ g = f - i; \\qquad
-        t \\ne 1:\\quad i = \\Big\\lfloor \\frac{\\log(1 - f(1 - t))}{\\log t} \\Big\\rfloor,\\
-        g = \\frac{f - \\frac{1 - t^i}{1 - t}}{t^i}
+        lr = initial_learning_rate · ((1 − alpha) · ½·mⁱ·(1 + cos(π·g)) + alpha)
 
-    and
-
-    .. math::
-
-        \\text{lr} = \\text{initial} \\cdot \\Big((1 - \\alpha)\\,
-            \\tfrac12\\, m^i \\big(1 + \\cos(\\pi g)\\big) + \\alpha\\Big)
-
-    (:math:`t` = ``t_mul``, :math:`m` = ``m_mul``; ``alpha`` is not scaled by :math:`m^i`).
-    Equivalently: period :math:`k` lasts ``first_decay_steps * t**k`` steps and its peak is
-    ``m**k`` times the first.
+    i.e. period k lasts first_decay_steps·tᵏ steps and peaks at mᵏ times the first peak;
+    ``alpha`` is not scaled by mⁱ.
 
     Operation order (dtype ``d``): ``first_decay_steps``, ``alpha``, ``t_mul``, ``m_mul``,
     ``step`` cast to ``d``; ``f = step / first_decay_steps``; the branch is chosen on the cast
     ``t_mul == 1.0``; geometric branch: ``i = floor(log(1.0 - f * (1.0 - t)) / log(t))``,
     ``sum_r = (1.0 - t**i) / (1.0 - t)``, ``g = (f - sum_r) / t**i``; then
     ``m_fac = m**i``, ``c = 0.5 * m_fac * (1.0 + cos(pi_d * g))`` (left to right),
-    ``decayed = (1 - alpha) * c + alpha``, ``initial * decayed``.
+    ``decayed = (1 - alpha) * c + alpha``, ``initial * decayed``. At a period boundary the
+    rounded index may fall on either side, as in tf-keras.
 
     ``t_mul`` and ``m_mul`` are stored as ``_t_mul`` and ``_m_mul`` (as tf-keras) and appear in
     the config as ``t_mul`` and ``m_mul``. Keras 3 defaults ``name`` to ``"SGDRDecay"`` and
@@ -579,17 +546,13 @@ class CosineDecayRestarts(LearningRateSchedule):
             i_restart = np.floor(completed_fraction)
             completed_fraction = completed_fraction - i_restart
         else:
-            i_restart = np.floor(
-                np.log(one - completed_fraction * (one - t_mul)) / np.log(t_mul)
-            )
+            i_restart = np.floor(np.log(one - completed_fraction * (one - t_mul)) / np.log(t_mul))
             sum_r = (one - np.power(t_mul, i_restart)) / (one - t_mul)
             completed_fraction = (completed_fraction - sum_r) / np.power(t_mul, i_restart)
 
         m_fac = np.power(m_mul, i_restart)
         pi = dtypes.const(math.pi, dtype)
-        cosine_decayed = (
-            dtypes.const(0.5, dtype) * m_fac * (one + np.cos(pi * completed_fraction))
-        )
+        cosine_decayed = dtypes.const(0.5, dtype) * m_fac * (one + np.cos(pi * completed_fraction))
         decayed = (dtypes.const(1, dtype) - alpha) * cosine_decayed + alpha
         return lr * decayed
 
@@ -658,8 +621,7 @@ def register_serializable(cls_or_name=None, *, package=None):
     if cls_or_name is None or isinstance(cls_or_name, str):
         return lambda cls: register(cls, cls_or_name)
     raise TypeError(
-        "register_serializable() takes a class or a name (str). "
-        f"Received: {cls_or_name!r}"
+        f"register_serializable() takes a class or a name (str). Received: {cls_or_name!r}"
     )
 
 
@@ -781,8 +743,7 @@ def deserialize(config, custom_objects=None, use_legacy_format=False):
     inner = config["config"]
     if not isinstance(inner, dict):
         raise TypeError(
-            f"The `config` entry must be a dict. Received: {inner!r} of type "
-            f"{type(inner).__name__}"
+            f"The `config` entry must be a dict. Received: {inner!r} of type {type(inner).__name__}"
         )
     custom_objects = dict(custom_objects or {})
     cls = _resolve(config, custom_objects)

@@ -37,7 +37,7 @@ def problems(draw, dtype=None, max_vars=3, max_steps=4, max_size=6, scale=(1e-2,
     rng = np.random.default_rng(seed)
     n_vars = draw(st.integers(1, max_vars))
     shapes = [
-        tuple(draw(st.lists(st.integers(1, 3), min_size=0, max_size=3)))[: max_size]
+        tuple(draw(st.lists(st.integers(1, 3), min_size=0, max_size=3)))[:max_size]
         for _ in range(n_vars)
     ]
     lo, hi = scale

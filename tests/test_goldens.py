@@ -15,9 +15,7 @@ from optcheck.conformance.goldens import GOLDEN_CASES, GoldenCase, run_case
 CASES = [(case, profile) for case in GOLDEN_CASES for profile in case.profiles]
 
 
-@pytest.mark.parametrize(
-    "case, profile", CASES, ids=[f"{c.id}-{p}" for c, p in CASES]
-)
+@pytest.mark.parametrize("case, profile", CASES, ids=[f"{c.id}-{p}" for c, p in CASES])
 def test_golden_case(case, profile):
     result = run_case(case, numpy_reference.runner, profile)
     assert result["status"] == "pass", result
@@ -48,7 +46,8 @@ def test_a_wrong_implementation_is_reported_as_deviation():
 
 def test_nan_never_passes():
     case = GoldenCase("nan", "SGD", ("keras2",), {"class_name": "SGD", "config": {}},
-                      "single_step", "float32", ((np.nan, 1.0, 1.0, 1.0),), 1.0, 1.0, "test")  # fmt: skip
+                      "single_step", "float32", ((np.nan, 1.0, 1.0, 1.0),), 1.0, 1.0,
+                      "test")  # fmt: skip
 
     def nan_runner(spec, values, steps, profile, options):
         return [[np.full(4, np.nan, np.float32)]]

@@ -356,7 +356,7 @@ def test_fit_lr_schedule_golden(profile):
     for _ in range(3):
         losses = []
         for start in range(0, 16, 4):
-            xb, yb = x[start:start + 4], y[start:start + 4]
+            xb, yb = x[start : start + 4], y[start : start + 4]
 
             def loss(xb=xb, yb=yb):
                 err = xb @ kernel + bias - yb

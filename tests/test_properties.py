@@ -83,7 +83,7 @@ def test_global_clipnorm_on_one_variable_equals_clipnorm(profile, data, clip):
     Each form rounds at most four times (norm, product, quotient or reciprocal and
     product), so the two agree within 8 units of roundoff of the gradient dtype.
     """
-    dtype, values, steps = data.draw(problems(max_vars=1, scale=(1e-2, 1e1)))
+    _, _, steps = data.draw(problems(max_vars=1, scale=(1e-2, 1e1)))
     from optcheck.reference import SGD
 
     per_tensor = SGD(clipnorm=clip, profile=profile)
@@ -107,8 +107,9 @@ def test_float64_oracle_equals_faithful_float64(name, profile, data):
     faithful = run(spec, values, steps, profile=profile, numerics="faithful")
     oracle = run(spec, values, steps, profile=profile, numerics="oracle")
     for a, b in zip(faithful, oracle, strict=True):
-        for x, y in zip(a.variables + [s for d in a.slots for s in d.values()],
-                        b.variables + [s for d in b.slots for s in d.values()], strict=True):  # fmt: skip
+        left = a.variables + [s for d in a.slots for s in d.values()]
+        right = b.variables + [s for d in b.slots for s in d.values()]
+        for x, y in zip(left, right, strict=True):
             _assert_same(x, y)
 
 
@@ -118,7 +119,7 @@ def test_float64_oracle_equals_faithful_float64(name, profile, data):
 @given(data=st.data())
 def test_dtypes_are_preserved(name, profile, data):
     config = data.draw(configs(name))
-    dtype, values, steps = data.draw(problems())
+    _, values, steps = data.draw(problems())
     for record in run(_spec(name, config), values, steps, profile=profile):
         for v, slots in zip(record.variables, record.slots, strict=True):
             assert np.asarray(v).dtype == np.dtype(values[0].dtype)

@@ -153,7 +153,8 @@ STEPS_0_TO_1250 = range(0, 1500, 250)
 
 @pytest.mark.parametrize("step", STEPS_0_TO_1250)
 @pytest.mark.parametrize(
-    ("initial_lr", "alpha"), [(1.0, 0.0), (1.0, 0.1), (np.float64(1.0), 0.0)],
+    ("initial_lr", "alpha"),
+    [(1.0, 0.0), (1.0, 0.1), (np.float64(1.0), 0.0)],
     ids=["decay", "alpha", "float64"],
 )
 def test_cosine_decay_goldens(step, initial_lr, alpha):
@@ -227,7 +228,9 @@ def check(got, expected, bound, dtype):
     # normal number, which no relative bound covers.
     bound += float(np.finfo(dtype).tiny)
     error = abs(float(got) - expected)
-    assert error <= bound, f"got {float(got)!r}, expected {expected!r}: error {error:.3g} > {bound:.3g}"
+    assert error <= bound, (
+        f"got {float(got)!r}, expected {expected!r}: error {error:.3g} > {bound:.3g}"
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -367,18 +370,19 @@ def test_cosine_restarts_closed_form(dtype, lr, alpha, t_mul, m_mul, first_decay
     s, d, i = float(step), float(first_decay_steps), 0
     while s >= d:
         s, d, i = s - d, d * t_mul, i + 1
-    g = s / d
     expected = lr * np_cosine_decay_restarts(step, first_decay_steps, t_mul, m_mul, alpha)
-    # Fraction g of the period: f (u) minus sum_r (<= 9u relative for t >= 1.5), divided by
-    # t**i: |error of g| <= (10 f / t**i + 4) u; plain f - floor(f) (t == 1) is inside that.
-    # It enters cos through pi * g: pi times that, plus the cosine_term_bound terms scaled by
-    # m**i (pow: 4u).
+    # Fraction g of the period. t == 1: g = f - floor(f) is exact, so g carries the f u of
+    # f = s / D. t >= 1.5: sum_r = (1 - t**i) / (1 - t) carries <= 9u relative (pow 4u, and
+    # t**i / (t**i - 1) <= 3), f - sum_r then (f + 9 sum_r) u <= 10 f u absolute, and the
+    # division by t**i (pow 4u, quotient u) adds 5u of g <= 1. g enters cos through pi * g;
+    # the remaining terms are those of cosine_term_bound with the amplitude m**i (pow: 4u).
     u = UNIT[dtype]
     m_fac = m_mul**i
-    err_g = u * (10 * f / t_mul**i + 4)
+    err_g = u * f if t_mul == 1.0 else u * (10 * f / t_mul**i + 5)
     bound = (
         SAFETY * lr * abs(1 - alpha) * 0.5 * m_fac * math.pi * err_g
-        + cosine_term_bound(lr, alpha, u) * max(1.0, m_fac) * 2
+        + cosine_term_bound(lr, alpha, u) * max(1.0, m_fac)
+        + SAFETY * lr * abs(1 - alpha) * m_fac * 4 * u
     )
     schedule = CosineDecayRestarts(as_lr(lr, dtype), first_decay_steps, t_mul, m_mul, alpha)
     check(schedule(step), expected, bound, dtype)
@@ -398,24 +402,47 @@ def _piecewise(draw_boundaries, draw_values):
 NAMES = st.none() | st.text(alphabet="abcxyz_", min_size=1, max_size=6)
 ANY_SCHEDULE = st.one_of(
     st.builds(
-        ExponentialDecay, f32(1e-4, 1.0), st.integers(1, 1000), f32(0.5, 1.0),
-        staircase=st.booleans(), name=NAMES,
+        ExponentialDecay,
+        f32(1e-4, 1.0),
+        st.integers(1, 1000),
+        f32(0.5, 1.0),
+        staircase=st.booleans(),
+        name=NAMES,
     ),
     st.builds(
-        InverseTimeDecay, f32(1e-4, 1.0), st.integers(1, 1000), f32(0.0, 2.0),
-        staircase=st.booleans(), name=NAMES,
+        InverseTimeDecay,
+        f32(1e-4, 1.0),
+        st.integers(1, 1000),
+        f32(0.0, 2.0),
+        staircase=st.booleans(),
+        name=NAMES,
     ),
     st.builds(
-        PolynomialDecay, f32(1e-4, 1.0), st.integers(1, 1000), f32(0.0, 1e-2),
-        power=f32(0.5, 3.0), cycle=st.booleans(), name=NAMES,
+        PolynomialDecay,
+        f32(1e-4, 1.0),
+        st.integers(1, 1000),
+        f32(0.0, 1e-2),
+        power=f32(0.5, 3.0),
+        cycle=st.booleans(),
+        name=NAMES,
     ),
     st.builds(
-        CosineDecay, f32(1e-4, 1.0), st.integers(1, 1000), f32(0.0, 0.5), name=NAMES,
-        warmup_target=st.none() | f32(1e-4, 1.0), warmup_steps=st.integers(0, 100),
+        CosineDecay,
+        f32(1e-4, 1.0),
+        st.integers(1, 1000),
+        f32(0.0, 0.5),
+        name=NAMES,
+        warmup_target=st.none() | f32(1e-4, 1.0),
+        warmup_steps=st.integers(0, 100),
     ),
     st.builds(
-        CosineDecayRestarts, f32(1e-4, 1.0), st.integers(1, 1000), f32(1.0, 3.0),
-        f32(0.5, 1.0), f32(0.0, 0.5), name=NAMES,
+        CosineDecayRestarts,
+        f32(1e-4, 1.0),
+        st.integers(1, 1000),
+        f32(1.0, 3.0),
+        f32(0.5, 1.0),
+        f32(0.0, 0.5),
+        name=NAMES,
     ),
     st.integers(1, 4).flatmap(
         lambda n: st.builds(
@@ -492,7 +519,8 @@ def test_output_is_0d_array_in_dtype_of_initial_rate(factory, lr, dtype):
 
 
 @pytest.mark.parametrize(
-    "step", [7, np.int32(7), np.int64(7), 7.0, np.float64(7.0), Variable(7, dtype="int64")],
+    "step",
+    [7, np.int32(7), np.int64(7), 7.0, np.float64(7.0), Variable(7, dtype="int64")],
     ids=["int", "int32", "int64", "float", "float64", "variable"],
 )
 def test_step_types_are_cast_to_compute_dtype(step):
@@ -549,7 +577,11 @@ def test_decay_steps_zero_is_accepted_with_ieee_results():
 # ============================================================================================
 @pytest.mark.parametrize(
     ("values", "dtype"),
-    [([1.0, 0.5], np.float32), ([np.float64(1.0), np.float64(0.5)], np.float64), ([1, 0], np.int32)],
+    [
+        ([1.0, 0.5], np.float32),
+        ([np.float64(1.0), np.float64(0.5)], np.float64),
+        ([1, 0], np.int32),
+    ],
 )
 def test_piecewise_output_dtype_is_that_of_the_value(values, dtype):
     out = PiecewiseConstantDecay([3], values)(4)
@@ -579,29 +611,47 @@ def test_piecewise_returns_a_fresh_array():
 # ============================================================================================
 SIGNATURES = {
     ExponentialDecay: [
-        ("initial_learning_rate", inspect.Parameter.empty), ("decay_steps", inspect.Parameter.empty),
-        ("decay_rate", inspect.Parameter.empty), ("staircase", False), ("name", None),
+        ("initial_learning_rate", inspect.Parameter.empty),
+        ("decay_steps", inspect.Parameter.empty),
+        ("decay_rate", inspect.Parameter.empty),
+        ("staircase", False),
+        ("name", None),
     ],
     PiecewiseConstantDecay: [
-        ("boundaries", inspect.Parameter.empty), ("values", inspect.Parameter.empty),
+        ("boundaries", inspect.Parameter.empty),
+        ("values", inspect.Parameter.empty),
         ("name", None),
     ],
     PolynomialDecay: [
-        ("initial_learning_rate", inspect.Parameter.empty), ("decay_steps", inspect.Parameter.empty),
-        ("end_learning_rate", 0.0001), ("power", 1.0), ("cycle", False), ("name", None),
+        ("initial_learning_rate", inspect.Parameter.empty),
+        ("decay_steps", inspect.Parameter.empty),
+        ("end_learning_rate", 0.0001),
+        ("power", 1.0),
+        ("cycle", False),
+        ("name", None),
     ],
     InverseTimeDecay: [
-        ("initial_learning_rate", inspect.Parameter.empty), ("decay_steps", inspect.Parameter.empty),
-        ("decay_rate", inspect.Parameter.empty), ("staircase", False), ("name", None),
+        ("initial_learning_rate", inspect.Parameter.empty),
+        ("decay_steps", inspect.Parameter.empty),
+        ("decay_rate", inspect.Parameter.empty),
+        ("staircase", False),
+        ("name", None),
     ],
     CosineDecay: [
-        ("initial_learning_rate", inspect.Parameter.empty), ("decay_steps", inspect.Parameter.empty),
-        ("alpha", 0.0), ("name", None), ("warmup_target", None), ("warmup_steps", 0),
+        ("initial_learning_rate", inspect.Parameter.empty),
+        ("decay_steps", inspect.Parameter.empty),
+        ("alpha", 0.0),
+        ("name", None),
+        ("warmup_target", None),
+        ("warmup_steps", 0),
     ],
     CosineDecayRestarts: [
         ("initial_learning_rate", inspect.Parameter.empty),
         ("first_decay_steps", inspect.Parameter.empty),
-        ("t_mul", 2.0), ("m_mul", 1.0), ("alpha", 0.0), ("name", None),
+        ("t_mul", 2.0),
+        ("m_mul", 1.0),
+        ("alpha", 0.0),
+        ("name", None),
     ],
 }
 
@@ -612,8 +662,12 @@ def test_signature_and_config_keys_match_tf_keras(cls):
     assert [(p.name, p.default) for p in params] == SIGNATURES[cls]
     required = [name for name, default in SIGNATURES[cls] if default is inspect.Parameter.empty]
     args = {
-        "initial_learning_rate": 0.1, "decay_steps": 10, "decay_rate": 0.5,
-        "first_decay_steps": 10, "boundaries": [5], "values": [1.0, 0.5],
+        "initial_learning_rate": 0.1,
+        "decay_steps": 10,
+        "decay_rate": 0.5,
+        "first_decay_steps": 10,
+        "boundaries": [5],
+        "values": [1.0, 0.5],
     }
     schedule = cls(**{name: args[name] for name in required})
     config = schedule.get_config()
@@ -629,8 +683,11 @@ def test_serialize_builtin_matches_tf_keras_dict():
         "module": "keras.optimizers.schedules",
         "class_name": "ExponentialDecay",
         "config": {
-            "initial_learning_rate": 0.01, "decay_steps": 10000, "decay_rate": 0.9,
-            "staircase": False, "name": None,
+            "initial_learning_rate": 0.01,
+            "decay_steps": 10000,
+            "decay_rate": 0.9,
+            "staircase": False,
+            "name": None,
         },
         "registered_name": None,
     }
@@ -683,7 +740,8 @@ def test_custom_schedule_dict_matches_tf_keras_test_and_needs_custom_objects(reg
     restored = deserialize(TFK_CUSTOM_DICT, custom_objects={"CustomLRSchedule": CustomLRSchedule})
     assert isinstance(restored, CustomLRSchedule) and restored(3) == schedule(3)
     assert serialize(schedule, use_legacy_format=True) == {
-        "class_name": "CustomLRSchedule", "config": {"initial_learning_rate": 0.05},
+        "class_name": "CustomLRSchedule",
+        "config": {"initial_learning_rate": 0.05},
     }
 
 
@@ -752,49 +810,139 @@ def test_module_imports_no_framework():
 # Errors (table-driven)
 # ============================================================================================
 CALL_ERRORS = [
-    ("lr-str", lambda: ExponentialDecay("0.1", 10, 0.9), 0, TypeError,
-     r"Argument `initial_learning_rate` must be a real number.*'0\.1' of type str"),
-    ("lr-none", lambda: PolynomialDecay(None, 10), 0, TypeError,
-     r"`initial_learning_rate`.*initial_learning_rate=None"),
-    ("lr-int", lambda: InverseTimeDecay(1, 10, 0.5), 0, TypeError,
-     r"`initial_learning_rate` must be a floating-point value.*int32"),
-    ("lr-np-int", lambda: CosineDecay(np.int64(1), 10), 0, TypeError,
-     r"floating-point value.*int64"),
-    ("lr-complex", lambda: ExponentialDecay(1j, 10, 0.5), 0, TypeError,
-     r"`initial_learning_rate` must be a real number"),
-    ("decay_steps-str", lambda: ExponentialDecay(0.1, "10", 0.9), 0, TypeError,
-     r"`decay_steps`.*decay_steps='10'"),
+    (
+        "lr-str",
+        lambda: ExponentialDecay("0.1", 10, 0.9),
+        0,
+        TypeError,
+        r"Argument `initial_learning_rate` must be a real number.*'0\.1' of type str",
+    ),
+    (
+        "lr-none",
+        lambda: PolynomialDecay(None, 10),
+        0,
+        TypeError,
+        r"`initial_learning_rate`.*initial_learning_rate=None",
+    ),
+    (
+        "lr-int",
+        lambda: InverseTimeDecay(1, 10, 0.5),
+        0,
+        TypeError,
+        r"`initial_learning_rate` must be a floating-point value.*int32",
+    ),
+    (
+        "lr-np-int",
+        lambda: CosineDecay(np.int64(1), 10),
+        0,
+        TypeError,
+        r"floating-point value.*int64",
+    ),
+    (
+        "lr-complex",
+        lambda: ExponentialDecay(1j, 10, 0.5),
+        0,
+        TypeError,
+        r"`initial_learning_rate` must be a real number",
+    ),
+    (
+        "decay_steps-str",
+        lambda: ExponentialDecay(0.1, "10", 0.9),
+        0,
+        TypeError,
+        r"`decay_steps`.*decay_steps='10'",
+    ),
     ("decay_rate-none", lambda: InverseTimeDecay(0.1, 10, None), 0, TypeError, r"`decay_rate`"),
-    ("end-str", lambda: PolynomialDecay(0.1, 10, end_learning_rate="x"), 0, TypeError,
-     r"`end_learning_rate`"),
+    (
+        "end-str",
+        lambda: PolynomialDecay(0.1, 10, end_learning_rate="x"),
+        0,
+        TypeError,
+        r"`end_learning_rate`",
+    ),
     ("power-none", lambda: PolynomialDecay(0.1, 10, power=None), 0, TypeError, r"`power`"),
-    ("poly-decay_steps-list", lambda: PolynomialDecay(0.1, [10], cycle=True), 0, TypeError,
-     r"`decay_steps`"),
+    (
+        "poly-decay_steps-list",
+        lambda: PolynomialDecay(0.1, [10], cycle=True),
+        0,
+        TypeError,
+        r"`decay_steps`",
+    ),
     ("alpha-str", lambda: CosineDecay(0.1, 10, alpha="x"), 0, TypeError, r"`alpha`.*alpha='x'"),
-    ("warmup_target-str", lambda: CosineDecay(0.1, 10, warmup_target="x", warmup_steps=5), 0,
-     TypeError, r"`warmup_target`"),
-    ("warmup_steps-none", lambda: CosineDecay(0.1, 10, warmup_target=1.0, warmup_steps=None), 0,
-     TypeError, r"`warmup_steps`"),
-    ("first_decay_steps-none", lambda: CosineDecayRestarts(0.1, None), 0, TypeError,
-     r"`first_decay_steps`"),
+    (
+        "warmup_target-str",
+        lambda: CosineDecay(0.1, 10, warmup_target="x", warmup_steps=5),
+        0,
+        TypeError,
+        r"`warmup_target`",
+    ),
+    (
+        "warmup_steps-none",
+        lambda: CosineDecay(0.1, 10, warmup_target=1.0, warmup_steps=None),
+        0,
+        TypeError,
+        r"`warmup_steps`",
+    ),
+    (
+        "first_decay_steps-none",
+        lambda: CosineDecayRestarts(0.1, None),
+        0,
+        TypeError,
+        r"`first_decay_steps`",
+    ),
     ("t_mul-str", lambda: CosineDecayRestarts(0.1, 10, t_mul="2"), 0, TypeError, r"`t_mul`"),
     ("m_mul-none", lambda: CosineDecayRestarts(0.1, 10, m_mul=None), 0, TypeError, r"`m_mul`"),
-    ("restarts-alpha-none", lambda: CosineDecayRestarts(0.1, 10, alpha=None), 0, TypeError,
-     r"`alpha`"),
+    (
+        "restarts-alpha-none",
+        lambda: CosineDecayRestarts(0.1, 10, alpha=None),
+        0,
+        TypeError,
+        r"`alpha`",
+    ),
     ("step-str", lambda: ExponentialDecay(0.1, 10, 0.9), "3", TypeError, r"`step`.*step='3'"),
     ("step-none", lambda: CosineDecay(0.1, 10), None, TypeError, r"`step`"),
-    ("piecewise-step-str", lambda: PiecewiseConstantDecay([1], [0.1, 0.2]), "1", TypeError,
-     r"`step`"),
-    ("piecewise-values-str", lambda: PiecewiseConstantDecay([1], ["a", "b"]), 0, TypeError,
-     r"`values`"),
-    ("piecewise-boundary-none", lambda: PiecewiseConstantDecay([None], [0.1, 0.2]), 0, TypeError,
-     r"`boundaries`"),
-    ("piecewise-unsorted", lambda: PiecewiseConstantDecay([10, 5], [1.0, 2.0, 3.0]), 7,
-     ValueError, r"more than one interval contains step=7.*increasing"),
-    ("piecewise-empty", lambda: PiecewiseConstantDecay([], [1.0]), 0, IndexError,
-     r"at least one boundary"),
-    ("base-call", LearningRateSchedule, 0, NotImplementedError,
-     r"Learning rate schedule 'LearningRateSchedule' must override `__call__\(self, step\)`"),
+    (
+        "piecewise-step-str",
+        lambda: PiecewiseConstantDecay([1], [0.1, 0.2]),
+        "1",
+        TypeError,
+        r"`step`",
+    ),
+    (
+        "piecewise-values-str",
+        lambda: PiecewiseConstantDecay([1], ["a", "b"]),
+        0,
+        TypeError,
+        r"`values`",
+    ),
+    (
+        "piecewise-boundary-none",
+        lambda: PiecewiseConstantDecay([None], [0.1, 0.2]),
+        0,
+        TypeError,
+        r"`boundaries`",
+    ),
+    (
+        "piecewise-unsorted",
+        lambda: PiecewiseConstantDecay([10, 5], [1.0, 2.0, 3.0]),
+        7,
+        ValueError,
+        r"more than one interval contains step=7.*increasing",
+    ),
+    (
+        "piecewise-empty",
+        lambda: PiecewiseConstantDecay([], [1.0]),
+        0,
+        IndexError,
+        r"at least one boundary",
+    ),
+    (
+        "base-call",
+        LearningRateSchedule,
+        0,
+        NotImplementedError,
+        r"Learning rate schedule 'LearningRateSchedule' must override `__call__\(self, step\)`",
+    ),
 ]
 
 
@@ -821,48 +969,111 @@ class _NotASchedule:
 
 
 OTHER_ERRORS = [
-    ("piecewise-length", lambda: PiecewiseConstantDecay([1, 2], [1.0, 2.0]), ValueError,
-     re.escape(
-         "The length of boundaries should be 1 less than the length of values. Received: "
-         "boundaries=[1, 2] of length 2, and values=[1.0, 2.0] of length 2."
-     )),
-    ("piecewise-length-short", lambda: PiecewiseConstantDecay([1], [1.0, 2.0, 3.0]), ValueError,
-     r"boundaries=\[1\] of length 1, and values=\[1\.0, 2\.0, 3\.0\] of length 3"),
-    ("from_config-unknown-key",
-     lambda: ExponentialDecay.from_config(
-         {"initial_learning_rate": 0.1, "decay_steps": 1, "decay_rate": 0.5, "bogus": 1}),
-     TypeError, r"bogus"),
-    ("from_config-missing-key", lambda: CosineDecay.from_config({"initial_learning_rate": 0.1}),
-     TypeError, r"decay_steps"),
-    ("base-get_config", lambda: LearningRateSchedule().get_config(), NotImplementedError,
-     r"must override `get_config\(\)` in order to be serializable"),
-    ("serialize-float", lambda: serialize(0.1), TypeError,
-     r"serialize\(\) takes a LearningRateSchedule.*float"),
-    ("serialize-bad-config", lambda: serialize(_BadConfig()), TypeError,
-     r"should return a dict. It returned: \[1\]"),
-    ("deserialize-str", lambda: deserialize("ExponentialDecay"), TypeError,
-     r"deserialize\(\) takes the dict.*of type str"),
+    (
+        "piecewise-length",
+        lambda: PiecewiseConstantDecay([1, 2], [1.0, 2.0]),
+        ValueError,
+        re.escape(
+            "The length of boundaries should be 1 less than the length of values. Received: "
+            "boundaries=[1, 2] of length 2, and values=[1.0, 2.0] of length 2."
+        ),
+    ),
+    (
+        "piecewise-length-short",
+        lambda: PiecewiseConstantDecay([1], [1.0, 2.0, 3.0]),
+        ValueError,
+        r"boundaries=\[1\] of length 1, and values=\[1\.0, 2\.0, 3\.0\] of length 3",
+    ),
+    (
+        "from_config-unknown-key",
+        lambda: ExponentialDecay.from_config(
+            {"initial_learning_rate": 0.1, "decay_steps": 1, "decay_rate": 0.5, "bogus": 1}
+        ),
+        TypeError,
+        r"bogus",
+    ),
+    (
+        "from_config-missing-key",
+        lambda: CosineDecay.from_config({"initial_learning_rate": 0.1}),
+        TypeError,
+        r"decay_steps",
+    ),
+    (
+        "base-get_config",
+        lambda: LearningRateSchedule().get_config(),
+        NotImplementedError,
+        r"must override `get_config\(\)` in order to be serializable",
+    ),
+    (
+        "serialize-float",
+        lambda: serialize(0.1),
+        TypeError,
+        r"serialize\(\) takes a LearningRateSchedule.*float",
+    ),
+    (
+        "serialize-bad-config",
+        lambda: serialize(_BadConfig()),
+        TypeError,
+        r"should return a dict. It returned: \[1\]",
+    ),
+    (
+        "deserialize-str",
+        lambda: deserialize("ExponentialDecay"),
+        TypeError,
+        r"deserialize\(\) takes the dict.*of type str",
+    ),
     ("deserialize-none", lambda: deserialize(None), TypeError, r"of type NoneType"),
-    ("deserialize-unknown", lambda: deserialize({"class_name": "Nope", "config": {}}), ValueError,
-     r"Unknown decay: 'Nope'\. Known schedules: \['CosineDecay', 'CosineDecayRestarts', "
-     r"'ExponentialDecay', 'InverseTimeDecay', 'PiecewiseConstantDecay', 'PolynomialDecay'\]"),
-    ("deserialize-unknown-registered",
-     lambda: deserialize({"module": None, "class_name": "A", "config": {}, "registered_name": "p>A"}),
-     ValueError, r"Unknown decay: 'p>A'"),
-    ("deserialize-no-class_name", lambda: deserialize({"config": {}}), ValueError,
-     r"Improper config format.*`class_name` and `config`"),
-    ("deserialize-no-config", lambda: deserialize({"class_name": "ExponentialDecay"}), ValueError,
-     r"Improper config format"),
-    ("deserialize-config-list",
-     lambda: deserialize({"class_name": "ExponentialDecay", "config": [1]}), TypeError,
-     r"The `config` entry must be a dict"),
-    ("deserialize-no-from_config",
-     lambda: deserialize({"class_name": "X", "config": {}}, custom_objects={"X": _NotASchedule}),
-     TypeError, r"Unable to reconstruct an instance of 'X'.*missing a `from_config\(\)`"),
-    ("register-not-a-class", lambda: register_serializable(42), TypeError,
-     r"takes a class or a name"),
-    ("register-not-a-schedule", lambda: register_serializable()(_NotASchedule), TypeError,
-     r"decorates LearningRateSchedule subclasses"),
+    (
+        "deserialize-unknown",
+        lambda: deserialize({"class_name": "Nope", "config": {}}),
+        ValueError,
+        r"Unknown decay: 'Nope'\. Known schedules: \['CosineDecay', 'CosineDecayRestarts', "
+        r"'ExponentialDecay', 'InverseTimeDecay', 'PiecewiseConstantDecay', 'PolynomialDecay'\]",
+    ),
+    (
+        "deserialize-unknown-registered",
+        lambda: deserialize(
+            {"module": None, "class_name": "A", "config": {}, "registered_name": "p>A"}
+        ),
+        ValueError,
+        r"Unknown decay: 'p>A'",
+    ),
+    (
+        "deserialize-no-class_name",
+        lambda: deserialize({"config": {}}),
+        ValueError,
+        r"Improper config format.*`class_name` and `config`",
+    ),
+    (
+        "deserialize-no-config",
+        lambda: deserialize({"class_name": "ExponentialDecay"}),
+        ValueError,
+        r"Improper config format",
+    ),
+    (
+        "deserialize-config-list",
+        lambda: deserialize({"class_name": "ExponentialDecay", "config": [1]}),
+        TypeError,
+        r"The `config` entry must be a dict",
+    ),
+    (
+        "deserialize-no-from_config",
+        lambda: deserialize({"class_name": "X", "config": {}}, custom_objects={"X": _NotASchedule}),
+        TypeError,
+        r"Unable to reconstruct an instance of 'X'.*missing a `from_config\(\)`",
+    ),
+    (
+        "register-not-a-class",
+        lambda: register_serializable(42),
+        TypeError,
+        r"takes a class or a name",
+    ),
+    (
+        "register-not-a-schedule",
+        lambda: register_serializable()(_NotASchedule),
+        TypeError,
+        r"decorates LearningRateSchedule subclasses",
+    ),
 ]
 
 

@@ -180,8 +180,11 @@ def test_finalize_with_wrong_variables():
         k2.finalize_variable_values([b])
     k3 = SGD(use_ema=True, profile="keras3")
     k3.apply_gradients([(f32(1.0), a)])
-    with pytest.raises(ValueError, match=r"The length of model variables \(2\) to override "
-                                         r"does not match .* \(1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"The length of model variables \(2\) to override "
+        r"does not match .* \(1\)",
+    ):
         k3.finalize_variable_values([a, b])
 
 

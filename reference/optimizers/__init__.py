@@ -57,8 +57,7 @@ def deserialize(config: dict, custom_objects=None, *, profile=None) -> Optimizer
     """Rebuild an optimizer from a Keras serialization dict."""
     if not isinstance(config, dict) or "class_name" not in config:
         raise TypeError(
-            "An optimizer spec must be a dict with 'class_name' and 'config'. "
-            f"Received: {config!r}"
+            f"An optimizer spec must be a dict with 'class_name' and 'config'. Received: {config!r}"
         )
     name = config["class_name"]
     custom = dict(custom_objects or {})

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import dtypes
 from ..optimizer import Optimizer
 from ..sparse import IndexedSlices
 

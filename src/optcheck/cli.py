@@ -13,11 +13,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     verify = sub.add_parser("verify", help="run the conformance cases and write reports")
-    verify.add_argument("--adapter", action="append", dest="adapters", metavar="NAME",
-                        help="adapter to verify (repeatable; default: every bundled adapter)")
+    verify.add_argument(
+        "--adapter",
+        action="append",
+        dest="adapters",
+        metavar="NAME",
+        help="adapter to verify (repeatable; default: every bundled adapter)",
+    )
     verify.add_argument("--profile", choices=["keras2", "keras3"], default="keras2")
-    verify.add_argument("--out", type=Path, default=Path("optcheck-report"),
-                        help="directory for conformance.json and conformance.md")
+    verify.add_argument(
+        "--out",
+        type=Path,
+        default=Path("optcheck-report"),
+        help="directory for conformance.json and conformance.md",
+    )
     sub.add_parser("adapters", help="list the known adapters")
     return parser
 

@@ -79,7 +79,8 @@ def test_get_config_values_k29():
     assert config["learning_rate"] == np.float32(0.05)
     expected = {"beta_1": 0.7, "beta_2": 0.77, "amsgrad": True, "epsilon": 1e-3,
                 "clipnorm": 0.5, "use_ema": True, "ema_momentum": 0.5,
-                "ema_overwrite_frequency": 50, "name": "Adam", "is_legacy_optimizer": False}  # fmt: skip
+                "ema_overwrite_frequency": 50, "name": "Adam",
+                "is_legacy_optimizer": False}  # fmt: skip
     assert {k: config[k] for k in expected} == expected
     assert Adam.from_config(config).get_config() == config
 
@@ -92,6 +93,9 @@ def test_variables_listing():
     k3 = Adam(profile="keras3")
     k3.apply_gradients([(np.ones(2, np.float32), v)])
     assert [x.name for x in k3.variables] == [
-        "iteration", "learning_rate", "Variable_momentum", "Variable_velocity"
+        "iteration",
+        "learning_rate",
+        "Variable_momentum",
+        "Variable_velocity",
     ]
     assert k3.get_slot(v, "m").name == "Variable_momentum"
