@@ -823,8 +823,7 @@ class Optimizer:
         self._iterations.assign_add(np.asarray(1, dtype=self._iterations.dtype))
 
     def _stage_constraints(self, step):
-        if not step.update_step:
-            return
+        # Also on Keras 3 accumulation micro-steps: apply() constrains after every call.
         for _, variable in step.pairs:
             if variable.constraint is not None:
                 variable.assign(np.asarray(variable.constraint(variable)))

@@ -225,8 +225,9 @@ KERAS3 = Profile(
         "update",
         "ema",
         "ema_overwrite",
-        "constraints",
+        # _backend_apply_gradients increments; apply() then applies constraints.
         "increment",
+        "constraints",
     ),
     exclusive_clip_args=("clipnorm", "clipvalue", "global_clipnorm"),
     clip_conflict_message=(

@@ -95,3 +95,24 @@ class PerReplica:
         if not values:
             raise ValueError("PerReplica needs at least one replica value.")
         object.__setattr__(self, "values", values)
+
+    @classmethod
+    def from_replica_lists(cls, replica_gradients) -> list:
+        """``[[g0, g1, ...] of replica 0, [g0, g1, ...] of replica 1, ...]`` → one
+        PerReplica per variable (None where every replica has None)."""
+        replica_gradients = [list(r) for r in replica_gradients]
+        if not replica_gradients or len({len(r) for r in replica_gradients}) != 1:
+            raise ValueError(
+                "Every replica must give one gradient per variable; got gradient counts "
+                f"{[len(r) for r in replica_gradients]}."
+            )
+        out = []
+        for i, per_variable in enumerate(zip(*replica_gradients, strict=True)):
+            nones = sum(g is None for g in per_variable)
+            if nones == len(per_variable):
+                out.append(None)
+            elif nones:
+                raise ValueError(f"Gradient {i} is None on some replicas only.")
+            else:
+                out.append(cls(per_variable))
+        return out

@@ -419,3 +419,25 @@ def test_importing_the_reference_loads_no_framework():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_per_replica_gradient_lists():
+    replica_0 = [f32([1.0, 2.0]), None]
+    replica_1 = [f32([3.0, 4.0]), None]
+    grads = PerReplica.from_replica_lists([replica_0, replica_1])
+    assert grads[1] is None and len(grads[0].values) == 2
+    v, w = Variable(f32([0.0, 0.0])), Variable(f32(1.0))
+    with pytest.warns(UserWarning, match="Gradients do not exist"):
+        SGD(learning_rate=1.0).apply_gradients(zip(grads, [v, w], strict=True))
+    np.testing.assert_array_equal(v.numpy(), [-4.0, -6.0])
+    with pytest.raises(ValueError, match="None on some replicas only"):
+        PerReplica.from_replica_lists([[f32(1.0)], [None]])
+    with pytest.raises(ValueError, match="one gradient per variable"):
+        PerReplica.from_replica_lists([[f32(1.0)], []])
+
+
+def test_k3_constraints_apply_on_accumulation_micro_steps():
+    v = Variable(f32([-1.0]), constraint=lambda x: np.maximum(x.numpy(), 0))
+    opt = SGD(learning_rate=1.0, gradient_accumulation_steps=2, profile="keras3")
+    opt.apply_gradients([(f32([0.5]), v)])
+    assert v.numpy()[0] == 0.0

@@ -7,49 +7,8 @@ import pytest
 
 from optcheck.reference import IndexedSlices, Variable
 from optcheck.reference.optimizers.adadelta import Adadelta
-from tests.helpers import (
-    config_round_trip_equal,
-    k3_golden_trajectory,
-    k3_single_step,
-    k3_weight_decay,
-    sparse_vs_dense,
-)
 
 PROFILES = ["keras2", "keras3"]
-
-# K3 adadelta_test.py: Adadelta(learning_rate=1.0, rho=0.8, epsilon=1e-6), all elements equal.
-GOLDEN = np.tile([[0.9978], [0.9947], [0.9915], [0.9882], [0.9849]], (1, 10))
-
-BASE_KEYS = {
-    "keras2": ["name", "weight_decay", "clipnorm", "global_clipnorm", "clipvalue", "use_ema",
-               "ema_momentum", "ema_overwrite_frequency", "jit_compile", "is_legacy_optimizer",
-               "learning_rate"],
-    "keras3": ["name", "learning_rate", "weight_decay", "clipnorm", "global_clipnorm",
-               "clipvalue", "use_ema", "ema_momentum", "ema_overwrite_frequency",
-               "loss_scale_factor", "gradient_accumulation_steps"],
-}  # fmt: skip
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_correctness_with_golden(profile):
-    opt = Adadelta(learning_rate=1.0, rho=0.8, epsilon=1e-6, profile=profile)
-    rows = k3_golden_trajectory(opt, "float64")
-    np.testing.assert_allclose(rows, GOLDEN, rtol=5e-4, atol=5e-4)
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_single_step(profile):
-    out = k3_single_step(Adadelta(learning_rate=0.5, profile=profile))
-    np.testing.assert_allclose(out, [0.9993, 1.9993, 2.9993, 3.9993], rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_weight_decay(profile):
-    var1, var2, var3 = k3_weight_decay(
-        lambda: Adadelta(learning_rate=1.0, weight_decay=0.004, profile=profile)
-    )
-    np.testing.assert_almost_equal(var1, 1.9760959, decimal=6)
-    assert var2 == 2.0 and var3 == 2.0
 
 
 # float32 gradients for which ((1 − ρ)·g)·g and (1 − ρ)·(g·g) round differently.
@@ -83,12 +42,6 @@ def test_profiles_differ_in_scaled_square():
     np.testing.assert_allclose(slots["keras2"], slots["keras3"], rtol=1e-6)
 
 
-def test_sparse_equals_dense():
-    dense, sparse = sparse_vs_dense(lambda: Adadelta(learning_rate=1.0))
-    np.testing.assert_allclose(dense, sparse, rtol=1e-12)
-    assert not np.array_equal(dense, np.ones(5))
-
-
 def test_sparse_decays_all_rows_of_accumulated_grad():
     # Eg² ← Eg² + (ρ − 1)·Eg² on every row, then the rows idx receive (1 − ρ)·g².
     opt = Adadelta(learning_rate=1.0, rho=0.9)
@@ -100,20 +53,6 @@ def test_sparse_decays_all_rows_of_accumulated_grad():
     decayed = before + (0.9 - 1) * before
     np.testing.assert_array_equal(after[[0, 2]], decayed[[0, 2]])
     assert after[1] == decayed[1] + (1 - 0.9) * 16.0
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_config_round_trip(profile):
-    kwargs = {"learning_rate": 0.5, "rho": 0.9, "epsilon": 1e-5, "clipvalue": 0.5}
-    a, b = config_round_trip_equal(Adadelta, kwargs, profile)
-    np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_get_config_keys(profile):
-    config = Adadelta(rho=0.9, epsilon=1e-5, profile=profile).get_config()
-    assert list(config) == BASE_KEYS[profile] + ["rho", "epsilon"]
-    assert config["rho"] == 0.9 and config["epsilon"] == 1e-5 and config["name"] == "Adadelta"
 
 
 BAD_INPUTS = [

@@ -7,57 +7,8 @@ import pytest
 
 from optcheck.reference import IndexedSlices, Variable
 from optcheck.reference.optimizers.adagrad import Adagrad
-from tests.helpers import (
-    config_round_trip_equal,
-    k3_golden_trajectory,
-    k3_single_step,
-    k3_weight_decay,
-    sparse_vs_dense,
-)
 
 PROFILES = ["keras2", "keras3"]
-
-# K3 adagrad_test.py: Adagrad(learning_rate=0.2, initial_accumulator_value=0.3, epsilon=1e-6).
-GOLDEN = np.array(
-    [
-        [0.9963] * 10,
-        [0.9604, 0.9278, 0.9003, 0.8784, 0.8615, 0.8487, 0.8388, 0.8313, 0.8255, 0.8209],
-        [0.9251, 0.8629, 0.8137, 0.7768, 0.7497, 0.7298, 0.7151, 0.704, 0.6956, 0.6891],
-        [0.8903, 0.8012, 0.7342, 0.6862, 0.6521, 0.6277, 0.6099, 0.5967, 0.5867, 0.579],
-        [0.856, 0.7422, 0.6604, 0.6037, 0.5644, 0.5367, 0.5168, 0.5021, 0.491, 0.4825],
-    ]
-)
-
-BASE_KEYS = {
-    "keras2": ["name", "weight_decay", "clipnorm", "global_clipnorm", "clipvalue", "use_ema",
-               "ema_momentum", "ema_overwrite_frequency", "jit_compile", "is_legacy_optimizer",
-               "learning_rate"],
-    "keras3": ["name", "learning_rate", "weight_decay", "clipnorm", "global_clipnorm",
-               "clipvalue", "use_ema", "ema_momentum", "ema_overwrite_frequency",
-               "loss_scale_factor", "gradient_accumulation_steps"],
-}  # fmt: skip
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_correctness_with_golden(profile):
-    opt = Adagrad(learning_rate=0.2, initial_accumulator_value=0.3, epsilon=1e-6, profile=profile)
-    rows = k3_golden_trajectory(opt, "float64")
-    np.testing.assert_allclose(rows, GOLDEN, rtol=5e-4, atol=5e-4)
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_single_step(profile):
-    out = k3_single_step(Adagrad(learning_rate=0.5, profile=profile))
-    np.testing.assert_allclose(out, [0.5233, 1.5007, 2.5005, 3.5061], rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_weight_decay(profile):
-    var1, var2, var3 = k3_weight_decay(
-        lambda: Adagrad(learning_rate=1.0, weight_decay=0.004, profile=profile)
-    )
-    np.testing.assert_almost_equal(var1, 1.9760959, decimal=6)
-    assert var2 == 2.0 and var3 == 2.0
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -87,12 +38,6 @@ def test_initial_accumulator_conversion_per_profile():
     assert float(np.float32(0.1)) != 0.1
 
 
-def test_sparse_equals_dense():
-    dense, sparse = sparse_vs_dense(lambda: Adagrad(learning_rate=0.1))
-    np.testing.assert_allclose(dense, sparse, rtol=1e-12)
-    assert not np.array_equal(dense, np.ones(5))
-
-
 def test_sparse_touches_only_given_rows():
     opt = Adagrad(learning_rate=0.5)
     v = Variable(np.arange(8.0).reshape(4, 2))
@@ -105,22 +50,6 @@ def test_sparse_touches_only_given_rows():
     lr = float(np.float32(0.5))
     np.testing.assert_array_equal(v.numpy()[0], [0.0, 1.0] + (-lr * np.array([3.0, 4.0]))
                                   / np.sqrt(0.1 + np.array([9.0, 16.0]) + 1e-7))  # fmt: skip
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_config_round_trip(profile):
-    kwargs = {"learning_rate": 0.5, "initial_accumulator_value": 0.2, "epsilon": 1e-5,
-              "clipnorm": 0.5}  # fmt: skip
-    a, b = config_round_trip_equal(Adagrad, kwargs, profile)
-    np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_get_config_keys(profile):
-    config = Adagrad(initial_accumulator_value=0.2, epsilon=1e-5, profile=profile).get_config()
-    assert list(config) == BASE_KEYS[profile] + ["initial_accumulator_value", "epsilon"]
-    assert config["initial_accumulator_value"] == 0.2 and config["epsilon"] == 1e-5
-    assert config["name"] == "Adagrad"
 
 
 BAD_INPUTS = [

@@ -7,7 +7,6 @@ import pytest
 
 from optcheck.reference import IndexedSlices, Variable
 from optcheck.reference.optimizers.ftrl import Ftrl
-from tests.helpers import config_round_trip_equal, k3_golden_trajectory, k3_single_step
 
 PROFILES = ["keras2", "keras3"]
 
@@ -20,48 +19,6 @@ GOLDEN_KWARGS = {
     "l2_shrinkage_regularization_strength": 0.01,
     "beta": 0.3,
 }
-
-# K3 ftrl_test.py with GOLDEN_KWARGS.
-GOLDEN = np.array(
-    [
-        [0.0] * 10,
-        [-0.0034, -0.0077, -0.0118, -0.0157, -0.0194, -0.023, -0.0263, -0.0294, -0.0325, -0.0354],
-        [-0.0078, -0.0162, -0.0242, -0.0317, -0.0387, -0.0454, -0.0516, -0.0575, -0.0631, -0.0685],
-        [-0.0121, -0.0246, -0.0363, -0.0472, -0.0573, -0.0668, -0.0757, -0.0842, -0.0922, -0.0999],
-        [-0.0164, -0.0328, -0.0481, -0.0623, -0.0753, -0.0875, -0.099, -0.1098, -0.1201, -0.1299],
-    ]
-)
-
-HYPER_KEYS = [
-    "learning_rate_power",
-    "initial_accumulator_value",
-    "l1_regularization_strength",
-    "l2_regularization_strength",
-    "l2_shrinkage_regularization_strength",
-    "beta",
-]
-BASE_KEYS = {
-    "keras2": ["name", "weight_decay", "clipnorm", "global_clipnorm", "clipvalue", "use_ema",
-               "ema_momentum", "ema_overwrite_frequency", "jit_compile", "is_legacy_optimizer",
-               "learning_rate"],
-    "keras3": ["name", "learning_rate", "weight_decay", "clipnorm", "global_clipnorm",
-               "clipvalue", "use_ema", "ema_momentum", "ema_overwrite_frequency",
-               "loss_scale_factor", "gradient_accumulation_steps"],
-}  # fmt: skip
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_correctness_with_golden(profile):
-    rows = k3_golden_trajectory(Ftrl(**GOLDEN_KWARGS, profile=profile), "float64")
-    np.testing.assert_allclose(rows, GOLDEN, rtol=5e-4, atol=5e-4)
-    # l1 clipping: after the tiny first gradient |z| ≤ l1, so the variable is exactly 0.
-    assert np.all(rows[0] == 0.0)
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_single_step(profile):
-    out = k3_single_step(Ftrl(learning_rate=0.5, profile=profile))
-    np.testing.assert_allclose(out, [0.2218, 1.3954, 2.3651, 2.8814], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -98,22 +55,6 @@ def test_sparse_is_densified(profile):
         sparse_opt.apply_gradients([(sparse_g, sparse_x)])
     np.testing.assert_array_equal(dense_x.numpy(), sparse_x.numpy())
     assert np.all(sparse_x.numpy()[[0, 3, 4]] != 1.0)
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_config_round_trip(profile):
-    a, b = config_round_trip_equal(Ftrl, GOLDEN_KWARGS, profile)
-    np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_get_config_keys(profile):
-    config = Ftrl(**GOLDEN_KWARGS, profile=profile).get_config()
-    assert list(config) == BASE_KEYS[profile] + HYPER_KEYS
-    assert {k: config[k] for k in HYPER_KEYS} == {
-        k: v for k, v in GOLDEN_KWARGS.items() if k != "learning_rate"
-    }
-    assert config["learning_rate"] == np.float32(0.05)
 
 
 BAD_INPUTS = [

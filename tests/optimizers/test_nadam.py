@@ -8,11 +8,7 @@ import pytest
 from optcheck.reference import Variable
 from optcheck.reference.optimizers.nadam import Nadam
 from tests.helpers import (
-    config_round_trip_equal,
     k3_golden_trajectory,
-    k3_single_step,
-    k3_weight_decay,
-    sparse_vs_dense,
 )
 
 PROFILES = ["keras2", "keras3"]
@@ -30,21 +26,6 @@ GOLDEN = np.array(
 )
 # Notes §5.1: element 0 of the same procedure with the legacy schedule 0.96^(0.004·t).
 LEGACY_ELEMENT_0 = [0.4339, -0.1671, -0.7032, -1.2229, -1.7358]
-
-BASE_KEYS = {
-    "keras2": ["name", "weight_decay", "clipnorm", "global_clipnorm", "clipvalue", "use_ema",
-               "ema_momentum", "ema_overwrite_frequency", "jit_compile", "is_legacy_optimizer",
-               "learning_rate"],
-    "keras3": ["name", "learning_rate", "weight_decay", "clipnorm", "global_clipnorm",
-               "clipvalue", "use_ema", "ema_momentum", "ema_overwrite_frequency",
-               "loss_scale_factor", "gradient_accumulation_steps"],
-}  # fmt: skip
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_correctness_with_golden(profile):
-    rows = k3_golden_trajectory(Nadam(**GOLDEN_KWARGS, profile=profile), "float32")
-    np.testing.assert_allclose(rows, GOLDEN, rtol=5e-4, atol=5e-4)
 
 
 def _float64_trajectory(schedule_exponent):
@@ -73,21 +54,6 @@ def test_golden_pins_the_096_pow_t_schedule():
     assert not np.allclose(legacy, GOLDEN, rtol=5e-4, atol=5e-4)
     reference = k3_golden_trajectory(Nadam(**GOLDEN_KWARGS), "float32")
     np.testing.assert_allclose(reference, new, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_single_step(profile):
-    out = k3_single_step(Nadam(learning_rate=0.5, profile=profile))
-    np.testing.assert_allclose(out, [0.4686, 1.4686, 2.4686, 3.4686], rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_weight_decay(profile):
-    var1, var2, var3 = k3_weight_decay(
-        lambda: Nadam(learning_rate=1.0, weight_decay=0.004, profile=profile)
-    )
-    np.testing.assert_almost_equal(var1, 1.9760959, decimal=6)
-    assert var2 == 2.0 and var3 == 2.0
 
 
 def _grads(step):
@@ -193,25 +159,6 @@ def test_u_product_skips_gradient_accumulation_micro_steps():
     f32 = np.float32
     u_1 = f32(0.9) * (f32(1) - f32(0.5) * f32(0.96))
     assert opt._u_product.numpy() == u_1
-
-
-def test_sparse_equals_dense():
-    dense, sparse = sparse_vs_dense(lambda: Nadam(learning_rate=0.1))
-    np.testing.assert_allclose(dense, sparse, rtol=1e-12)
-    assert not np.array_equal(dense, np.ones(5))
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_config_round_trip(profile):
-    a, b = config_round_trip_equal(Nadam, dict(GOLDEN_KWARGS, global_clipnorm=1.0), profile)
-    np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_get_config_keys(profile):
-    config = Nadam(**GOLDEN_KWARGS, profile=profile).get_config()
-    assert list(config) == BASE_KEYS[profile] + ["beta_1", "beta_2", "epsilon"]
-    assert (config["beta_1"], config["beta_2"], config["epsilon"]) == (0.5, 0.67, 1e-5)
 
 
 BAD_INPUTS = [

@@ -9,46 +9,6 @@ import pytest
 
 from optcheck.reference import Variable
 from optcheck.reference.optimizers.rmsprop import RMSprop
-from tests.helpers import (
-    config_round_trip_equal,
-    k3_golden_trajectory,
-    k3_single_step,
-    k3_weight_decay,
-    sparse_vs_dense,
-)
-
-GOLDEN = np.repeat(np.array([[0.9967], [0.9933], [0.9908], [0.9885], [0.9864]]), 10, axis=1)
-
-BASE_KEYS = {
-    "keras2": {"name", "weight_decay", "clipnorm", "global_clipnorm", "clipvalue", "use_ema",
-               "ema_momentum", "ema_overwrite_frequency", "jit_compile", "is_legacy_optimizer",
-               "learning_rate"},
-    "keras3": {"name", "learning_rate", "weight_decay", "clipnorm", "global_clipnorm",
-               "clipvalue", "use_ema", "ema_momentum", "ema_overwrite_frequency",
-               "loss_scale_factor", "gradient_accumulation_steps"},
-}  # fmt: skip
-
-
-@pytest.mark.parametrize("profile", ["keras2", "keras3"])
-def test_correctness_with_golden(profile):
-    # Pins ε inside the sqrt and the corrected centered form (K2.9/2.10 form fails).
-    rows = k3_golden_trajectory(RMSprop(centered=True, profile=profile), "float64")
-    np.testing.assert_allclose(rows, GOLDEN, rtol=5e-4, atol=5e-4)
-
-
-@pytest.mark.parametrize("profile", ["keras2", "keras3"])
-def test_single_step(profile):
-    out = k3_single_step(RMSprop(learning_rate=0.5, profile=profile))
-    np.testing.assert_allclose(out, [-0.5811, 0.4189, 1.4189, 2.4189], rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize("profile", ["keras2", "keras3"])
-def test_weight_decay(profile):
-    var1, var2, var3 = k3_weight_decay(
-        lambda: RMSprop(learning_rate=1.0, weight_decay=0.004, profile=profile)
-    )
-    np.testing.assert_almost_equal(var1, 1.9760959, decimal=6)
-    assert var2 == 2.0 and var3 == 2.0
 
 
 def test_docstring_golden():
@@ -90,13 +50,6 @@ def test_momentum_and_centered_by_hand():
     np.testing.assert_allclose(v.numpy(), x, rtol=1e-14)
     np.testing.assert_allclose(opt.get_slot(v, "momentum").numpy(), mom, rtol=1e-14)
     np.testing.assert_allclose(opt.get_slot(v, "average_gradient").numpy(), mg, rtol=1e-14)
-
-
-@pytest.mark.parametrize("centered", [False, True])
-@pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_sparse_equals_dense(momentum, centered):
-    dense, sparse = sparse_vs_dense(lambda: RMSprop(momentum=momentum, centered=centered))
-    np.testing.assert_allclose(dense, sparse, rtol=1e-12)
 
 
 def test_sparse_leaves_other_rows_without_momentum():
@@ -145,24 +98,6 @@ def test_slots(kwargs, names):
     assert [x.name for x in opt.variables] == ["iteration"] + [
         f"{n}/{var}" for n in names for var in ("a", "b")
     ]
-
-
-@pytest.mark.parametrize("profile", ["keras2", "keras3"])
-def test_config_round_trip(profile):
-    kwargs = {"learning_rate": 0.05, "rho": 0.8, "momentum": 0.3, "epsilon": 1e-3,
-              "centered": True, "clipvalue": 0.5, "use_ema": True, "ema_momentum": 0.5,
-              "ema_overwrite_frequency": 2}  # fmt: skip
-    a, b = config_round_trip_equal(RMSprop, kwargs, profile)
-    np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.parametrize("profile", ["keras2", "keras3"])
-def test_get_config_keys(profile):
-    config = RMSprop(profile=profile).get_config()
-    assert set(config) == BASE_KEYS[profile] | {"rho", "momentum", "epsilon", "centered"}
-    own = {k: config[k] for k in ("rho", "momentum", "epsilon", "centered")}
-    assert own == {"rho": 0.9, "momentum": 0.0, "epsilon": 1e-7, "centered": False}
-    assert config["name"] == "RMSprop"
 
 
 BAD_INPUTS = [
