@@ -516,10 +516,14 @@ class Optimizer:
             self._raise_all_none(pairs)
         return [(None if g is None else _sum_replicas(g), v) for g, v in pairs]
 
-    def apply_gradients(self, grads_and_vars, skip_gradients_aggregation=False):
+    def apply_gradients(self, grads_and_vars, skip_gradients_aggregation=False, **kwargs):
         """Apply gradients to variables: the profile's pipeline of stages.
 
-        Returns the ``iterations`` variable.
+        Returns the ``iterations`` variable. tf-keras's ``name`` (a name scope) and
+        ``experimental_aggregate_gradients`` (the negation of
+        ``skip_gradients_aggregation``) are accepted; any other keyword is a
+        TypeError (tf-keras ignores it silently — including the seed page's own
+        misspelling ``skip_aggregate_gradients``).
 
         Raises:
             TypeError: ``grads_and_vars`` is malformed (not pairs, not a Variable,
@@ -529,6 +533,17 @@ class Optimizer:
             KeyError / ValueError: a variable the optimizer was not built with
                 (keras2 / keras3).
         """
+        kwargs.pop("name", None)
+        if not kwargs.pop("experimental_aggregate_gradients", True):
+            skip_gradients_aggregation = True
+        for key in kwargs:
+            hint = (
+                " The argument is `skip_gradients_aggregation` (the seed page's "
+                "distributed example misspells it)."
+                if key == "skip_aggregate_gradients"
+                else ""
+            )
+            raise TypeError(f"apply_gradients() got an unexpected keyword argument '{key}'.{hint}")
         pairs = self._validate(grads_and_vars, skip_gradients_aggregation)
         step = _Step(pairs, skip_gradients_aggregation)
         # NaN and Inf propagate as Keras computes them; NumPy's warnings are noise here.

@@ -180,3 +180,12 @@ def test_add_variable_and_from_reference():
     assert plain.dtype == np.float32 and plain.shape == (3,) and not plain.trainable
     scalar = opt.add_variable(None, dtype="float64", initializer="ones", name="s")
     assert scalar.shape == () and scalar.numpy() == 1.0
+
+
+def test_minimize_with_a_tape_and_a_recorded_loss():
+    opt = SGD(learning_rate=0.1)
+    var = Variable(np.array([1.0, -2.0], np.float32))
+    with GradientTape() as tape:
+        loss = (var * var).sum()
+    opt.minimize(loss, [var], tape=tape)
+    np.testing.assert_array_equal(var.numpy(), np.float32([1.0, -2.0]) * np.float32(0.8))

@@ -209,3 +209,18 @@ def test_base_update_step_is_abstract():
 
     with pytest.raises(NotImplementedError, match=r"NoUpdate must implement update_step"):
         NoUpdate().apply_gradients([(f32([1.0, 1.0]), Variable(f32([0.0, 0.0])))])
+
+
+def test_apply_gradients_keywords():
+    v = Variable(f32([1.0]))
+    with pytest.raises(TypeError, match=r"'skip_aggregate_gradients'\. The argument is "
+                                        r"`skip_gradients_aggregation`"):  # fmt: skip
+        SGD().apply_gradients([(f32([1.0]), v)], skip_aggregate_gradients=True)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'colocate'"):
+        SGD().apply_gradients([(f32([1.0]), v)], colocate=True)
+    # tf-keras's legacy spelling: experimental_aggregate_gradients=False skips aggregation.
+    with pytest.raises(TypeError, match="skip_gradients_aggregation=True"):
+        SGD().apply_gradients([(PerReplica([f32([1.0])]), v)],
+                              experimental_aggregate_gradients=False)  # fmt: skip
+    SGD().apply_gradients([(f32([1.0]), v)], name="train")
+    assert v.numpy()[0] == np.float32(1.0) - np.float32(0.01)
