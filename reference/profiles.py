@@ -63,7 +63,11 @@ class Profile:
     #: ``"half_squared"`` (TF ``sqrt(2·Σ l2_loss)``) or ``"squared"`` (Keras 3).
     global_norm_form: str = "half_squared"
     #: Sparse gradients after clipping: ``"deduplicate"`` keeps IndexedSlices with
-    #: summed duplicates for the optimizer's sparse path; ``"densify"`` scatters them.
+    #: summed duplicates for the optimizer's sparse path; ``"densify"`` scatters them
+    #: (duplicates summed), the dense semantics Keras 3's sparse tests assert. Keras 3 on
+    #: TensorFlow does not sum repeated indices before non-linear operations (Adam's g²
+    #: becomes Σg_i², not (Σg_i)²); a local probe against Keras 3.15.1 confirmed equality
+    #: for unique indices and the divergence for repeated ones.
     sparse_gradients: str = "deduplicate"
 
     # -- EMA -----------------------------------------------------------------------------
