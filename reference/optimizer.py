@@ -77,8 +77,6 @@ class _Step:
     def __init__(self, pairs, skip_aggregation):
         self.pairs = pairs
         self.skip_aggregation = skip_aggregation
-        self.all_variables = [v for _, v in pairs]
-        self.update_step = True
 
 
 class Optimizer:
@@ -748,8 +746,7 @@ class Optimizer:
             return None
         for g, acc in zip(grads, accumulators, strict=True):
             acc.assign(g + acc.numpy())
-        step.update_step = False
-        return "ema"
+        return "ema"  # a micro-step: no clipping, decay or update
 
     def _stage_clip(self, step):
         step.pairs = _map_replicas(step.pairs, self._clip_gradients)
