@@ -315,3 +315,31 @@ def get_profile(profile) -> Profile:
     if isinstance(profile, str) and profile in PROFILES:
         return PROFILES[profile]
     raise ValueError(f"Unknown profile {profile!r}. Known profiles: {sorted(PROFILES)}.")
+
+
+def difference_table(a: Profile = KERAS2, b: Profile = KERAS3) -> str:
+    """A Markdown table of every field on which two profiles differ."""
+
+    def show(name, value) -> str:
+        if isinstance(value, type):
+            value = value.__name__
+        if isinstance(value, tuple):
+            text = (" → " if name == "pipeline" else ", ").join(value) or "—"
+        else:
+            text = repr(value)
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    from dataclasses import fields
+
+    rows = [f"| field | {a.name} | {b.name} |", "|---|---|---|"]
+    for f in fields(Profile):
+        if f.name in ("name", "source"):
+            continue
+        left, right = getattr(a, f.name), getattr(b, f.name)
+        if left != right:
+            rows.append(f"| `{f.name}` | {show(f.name, left)} | {show(f.name, right)} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # python -m optcheck.reference.profiles > table for docs/reference.md
+    print(difference_table(), end="")
