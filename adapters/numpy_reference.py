@@ -1,20 +1,157 @@
-"""The ``numpy`` adapter: the golden reference itself, run through the runner interface."""
+"""The ``numpy`` adapter: the golden reference itself, driven through the protocol.
+
+It is also the base of the mutant adapters of the project's tests: a
+:class:`ReferenceAdapter` can drive any package with the reference's layout (a
+copy with one semantic slip), given as ``package``.
+"""
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
+
+from .base import DTYPES, FEATURES, PROFILES, Adapter, Capabilities, Observation, Session
 
 NAME = "numpy"
 
 
-def version() -> str:
-    from optcheck import __version__
+class ReferenceSession(Session):
+    def __init__(self, package, scenario, numerics: str = "faithful"):
+        self._package = package
+        self._scenario = scenario
+        dtype = _compute_dtype(package, scenario.dtype, numerics)
+        self._promote = dtype
+        self._variables = [
+            package.Variable(np.asarray(v).astype(dtype), dtype=dtype, name=n)
+            for v, n in zip(scenario.initial_values, scenario.names, strict=True)
+        ]
+        self._optimizer = self._new_optimizer()
+        if scenario.iterations:
+            self._optimizer.iterations = scenario.iterations
 
-    return f"optcheck.reference {__version__}, numpy {np.__version__}"
+    def _new_optimizer(self):
+        optimizer = self._package.optimizers.deserialize(
+            self._scenario.spec(), profile=self._scenario.profile
+        )
+        s = self._scenario
+        if s.exclude_names or s.exclude_indices:
+            optimizer.exclude_from_weight_decay(
+                var_list=[self._variables[i] for i in s.exclude_indices],
+                var_names=s.exclude_names or None,
+            )
+        return optimizer
+
+    def _convert(self, grad):
+        """Gradients in the session's compute dtype (the scenario's, or extended)."""
+        sparse = self._package.sparse
+        if grad is None:
+            return None
+        if isinstance(grad, sparse.IndexedSlices) or type(grad).__name__ == "IndexedSlices":
+            return sparse.IndexedSlices(
+                np.asarray(grad.values).astype(self._promote), grad.indices, grad.dense_shape
+            )
+        if isinstance(grad, sparse.PerReplica) or type(grad).__name__ == "PerReplica":
+            return sparse.PerReplica(tuple(self._convert(g) for g in grad.values))
+        return np.asarray(grad).astype(self._promote)
+
+    def observe(self) -> Observation:
+        opt = self._optimizer
+        lr = opt._step_learning_rate
+        return Observation(
+            variables=[np.asarray(v.numpy()) for v in self._variables],
+            iterations=int(opt.iterations.numpy()),
+            learning_rate=None if lr is None else float(np.asarray(lr, dtype=np.float64)),
+            slots=[
+                {k: np.asarray(s.numpy()) for k, s in opt.slots(v).items()} for v in self._variables
+            ],
+        )
+
+    def step(self, gradients, skip_gradients_aggregation=False) -> Observation:
+        grads = [self._convert(g) for g in gradients]
+        self._optimizer.apply_gradients(
+            list(zip(grads, self._variables, strict=True)),
+            skip_gradients_aggregation=skip_gradients_aggregation,
+        )
+        return self.observe()
+
+    def load(self, state: Observation) -> None:
+        for v, value in zip(self._variables, state.variables, strict=True):
+            v.assign(np.asarray(value).astype(v.dtype))
+        opt = self._optimizer
+        opt._iterations.assign(np.asarray(state.iterations, dtype=opt._iterations.dtype))
+        if state.slots is None:
+            return
+        if not opt._built:
+            opt.build(self._variables)
+            opt._built = True
+        for v, slots in zip(self._variables, state.slots, strict=True):
+            mine = opt.slots(v)
+            for name, value in slots.items():
+                if name in mine:
+                    mine[name].assign(np.asarray(value).astype(mine[name].dtype))
+
+    def finalize(self) -> Observation:
+        self._optimizer.finalize_variable_values(self._variables)
+        return self.observe()
+
+    def round_trip(self) -> None:
+        config = self._optimizer.get_config()
+        cls = type(self._optimizer)
+        self._optimizer = cls.from_config(config, profile=self._scenario.profile)
+        s = self._scenario
+        if s.exclude_names or s.exclude_indices:
+            self._optimizer.exclude_from_weight_decay(
+                var_list=[self._variables[i] for i in s.exclude_indices],
+                var_names=s.exclude_names or None,
+            )
+
+
+def _compute_dtype(package, dtype: str, numerics: str):
+    if numerics == "faithful":
+        return package.dtypes.as_dtype(dtype)
+    if numerics == "oracle":
+        return package.dtypes.float64
+    if numerics == "extended":
+        return package.dtypes.extended
+    raise ValueError(f"Unknown numerics {numerics!r}.")
+
+
+class ReferenceAdapter(Adapter):
+    """The reference (or a package laid out like it) as an adapter."""
+
+    def __init__(self, package="optcheck.reference", name: str = NAME, numerics="faithful"):
+        self._package = importlib.import_module(package) if isinstance(package, str) else package
+        self.name = name
+        self.numerics = numerics
+
+    def version(self) -> str:
+        from optcheck import __version__
+
+        return f"optcheck.reference {__version__}, numpy {np.__version__}"
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            optimizers=frozenset(self._package.optimizers.MODULES),
+            features=frozenset(FEATURES),
+            dtypes=frozenset(DTYPES),
+            profiles=frozenset(PROFILES),
+        )
+
+    def open(self, scenario) -> ReferenceSession:
+        return ReferenceSession(self._package, scenario, self.numerics)
+
+
+def factory() -> ReferenceAdapter:
+    return ReferenceAdapter()
+
+
+def version() -> str:
+    return ReferenceAdapter().version()
 
 
 def runner(spec, initial_values, steps, profile, options):
-    """Run ``spec`` on the reference; the variables after each step."""
+    """The golden-table runner: the variables after each step (see conformance.goldens)."""
     from optcheck.reference.run import run
 
     records = run(

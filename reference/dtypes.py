@@ -34,7 +34,15 @@ FLOAT_DTYPES: dict[str, np.dtype] = {
     "float32": float32,
     "float64": float64,
 }
-_ALL_DTYPES: dict[str, np.dtype] = {**FLOAT_DTYPES, "int32": int32, "int64": int64}
+#: x87 extended precision (64-bit significand on x86-64 Linux): only the
+#: conformance suite's error estimate for float64 runs uses it.
+extended = np.dtype(np.longdouble)
+_ALL_DTYPES: dict[str, np.dtype] = {
+    **FLOAT_DTYPES,
+    "longdouble": extended,
+    "int32": int32,
+    "int64": int64,
+}
 
 #: Keras's default float type (``keras.backend.floatx()``).
 FLOATX = float32
@@ -61,7 +69,7 @@ def as_dtype(dtype) -> np.dtype:
 
 
 def is_float(dtype) -> bool:
-    return np.dtype(dtype) in FLOAT_DTYPES.values()
+    return np.dtype(dtype) in FLOAT_DTYPES.values() or np.dtype(dtype) == extended
 
 
 def dtype_name(dtype) -> str:

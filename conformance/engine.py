@@ -1,0 +1,175 @@
+"""The comparison engine: a scenario through the golden and a candidate, step by step.
+
+Every step compares the variables, ``iterations``, the learning rate the step used
+and every slot both sides expose; the first value out of tolerance stops the case and
+is reported with its step, quantity, element index, expected and actual values, error
+and tolerance (:class:`Divergence`).
+
+Modes (conformance/tolerance.py explains the bounds):
+
+* ``resync`` — before each step after the first, the golden's state is loaded into
+  the candidate, so errors cannot compound and the first bad step is exact;
+* ``free`` — the candidate runs its own trajectory.
+
+An adapter that cannot ``load`` is compared in free mode whatever was asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from optcheck.adapters.base import Adapter, Observation
+from optcheck.adapters.numpy_reference import ReferenceAdapter
+
+from . import tolerance as tol
+from .scenario import Scenario
+
+
+@dataclass
+class Divergence:
+    step: int
+    quantity: str
+    index: list[int]
+    expected: float
+    actual: float
+    error: float
+    tolerance: float
+
+    def __str__(self) -> str:
+        return (
+            f"step {self.step}, {self.quantity}{self.index}: expected {self.expected!r}, "
+            f"got {self.actual!r} (error {self.error:.3g} > tolerance {self.tolerance:.3g})"
+        )
+
+
+class DivergenceError(AssertionError):
+    """Raised by :func:`assert_conforms`; carries the divergence and the scenario."""
+
+    def __init__(self, divergence: Divergence, scenario: Scenario, mode: str):
+        super().__init__(f"{scenario.describe()}\n  first divergence: {divergence}")
+        self.divergence = divergence
+        self.scenario = scenario
+        self.mode = mode
+
+
+def _oracle_numerics(dtype: str) -> str:
+    return "extended" if dtype == "float64" else "oracle"
+
+
+def _first_bad(name, step, candidate, golden, tolerance) -> Divergence | None:
+    bad = tol.violations(candidate, golden, tolerance)
+    if not bad.any():
+        return None
+    flat = int(np.flatnonzero(bad.ravel())[0])
+    g = np.asarray(golden, dtype=np.float64).ravel()
+    c = np.asarray(candidate, dtype=np.float64)
+    if c.shape != np.shape(golden):
+        return Divergence(step, f"{name} shape {c.shape} vs {np.shape(golden)}", [], 0.0, 0.0,
+                          float("inf"), 0.0)  # fmt: skip
+    c = c.ravel()
+    t = np.broadcast_to(tolerance, np.shape(golden)).ravel()
+    index = [int(i) for i in np.unravel_index(flat, np.shape(golden))]
+    return Divergence(step, name, index, float(g[flat]), float(c[flat]),
+                      float(abs(c[flat] - g[flat])), float(t[flat]))  # fmt: skip
+
+
+def compare(
+    scenario: Scenario,
+    step: int,
+    golden: Observation,
+    candidate: Observation,
+    before: Observation | None,
+    oracle: Observation | None,
+    policy: tol.Policy,
+) -> Divergence | None:
+    """The first quantity of ``candidate`` out of tolerance, or None."""
+    if candidate.iterations != golden.iterations:
+        return Divergence(step, "iterations", [], float(golden.iterations),
+                          float(candidate.iterations),
+                          float(abs(candidate.iterations - golden.iterations)), 0.0)  # fmt: skip
+    if golden.learning_rate is not None and candidate.learning_rate is not None:
+        limit = tol.learning_rate_bound(golden.learning_rate)
+        found = _first_bad("learning_rate", step, np.asarray(candidate.learning_rate),
+                           np.asarray(golden.learning_rate), limit)  # fmt: skip
+        if found:
+            return found
+    reduced = tol.reduction_size(scenario)
+    quantities = []
+    for i, (g, c) in enumerate(zip(golden.variables, candidate.variables, strict=True)):
+        prev = before.variables[i] if before else scenario.initial_values[i]
+        orc = oracle.variables[i] if oracle else None
+        quantities.append((f"variable {scenario.names[i]}", g, c, prev, orc))
+    if golden.slots is not None and candidate.slots is not None:
+        for i, (gs, cs) in enumerate(zip(golden.slots, candidate.slots, strict=True)):
+            for slot in sorted(set(gs) & set(cs)):
+                prev = before.slots[i].get(slot) if before and before.slots else None
+                orc = oracle.slots[i].get(slot) if oracle and oracle.slots else None
+                quantities.append((f"slot {slot} of {scenario.names[i]}", gs[slot], cs[slot],
+                                   prev, orc))  # fmt: skip
+    for name, g, c, prev, orc in quantities:
+        limit = tol.bound(policy, scenario.dtype, np.asarray(g), prev, orc, step, reduced)
+        found = _first_bad(name, step, c, g, limit)
+        if found:
+            return found
+    return None
+
+
+def check(
+    scenario: Scenario,
+    candidate: Adapter,
+    policy: tol.Policy | None = None,
+    golden: Adapter | None = None,
+) -> Divergence | None:
+    """Run ``scenario`` through the golden and ``candidate``; the first divergence."""
+    policy = policy or tol.Policy()
+    golden = golden or ReferenceAdapter()
+    oracle_adapter = ReferenceAdapter(numerics=_oracle_numerics(scenario.dtype))
+    resync = policy.mode == "resync" and candidate.capabilities().load
+    g_session = golden.open(scenario)
+    c_session = candidate.open(scenario)
+    o_session = oracle_adapter.open(scenario)
+    try:
+        before: Observation | None = None
+        for i, grads in enumerate(scenario.steps, start=1):
+            if before is not None and resync:
+                c_session.load(before)
+                o_session.load(before)
+            skip = scenario.skip_gradients_aggregation
+            g_obs = g_session.step(grads, skip_gradients_aggregation=skip)
+            o_obs = o_session.step(grads, skip_gradients_aggregation=skip)
+            c_obs = c_session.step(grads, skip_gradients_aggregation=skip)
+            found = compare(scenario, i, g_obs, c_obs, before, o_obs, policy)
+            if found:
+                return found
+            before = g_obs
+            if scenario.round_trip_at == i:
+                for session in (g_session, o_session, c_session):
+                    session.round_trip()
+        if scenario.finalize:
+            if resync and before is not None:
+                c_session.load(before)
+                o_session.load(before)
+            step = len(scenario.steps) + 1
+            found = compare(scenario, step, g_session.finalize(), c_session.finalize(), before,
+                            o_session.finalize(), policy)  # fmt: skip
+            if found:
+                found.quantity = f"finalize_variable_values: {found.quantity}"
+                return found
+        return None
+    finally:
+        for session in (g_session, c_session, o_session):
+            session.close()
+
+
+def assert_conforms(scenario: Scenario, candidate: Adapter, policy: tol.Policy | None = None):
+    """Raise :class:`DivergenceError` on the first divergence (for hypothesis tests)."""
+    policy = policy or tol.Policy()
+    found = check(scenario, candidate, policy)
+    if found is not None:
+        raise DivergenceError(found, scenario, policy.mode)
+
+
+def divergence_dict(d: Divergence) -> dict:
+    return asdict(d)

@@ -1,0 +1,154 @@
+"""The tolerance policy: how far an implementation may be from the golden, and why.
+
+Every comparison of the suite goes through :func:`bound`, and every case reports the
+policy it used (:meth:`Policy.describe`). Nothing here is tuned per implementation.
+
+Error model (standard model of floating-point arithmetic, Higham ch. 2): each rounded
+operation returns ``x·(1 + δ)`` with ``|δ| ≤ u``, the unit roundoff of the dtype the
+operation runs in (``UNIT_ROUNDOFF``). Two conformant implementations may legitimately
+differ in
+
+1. the elementary functions (``pow``, ``sqrt`` vs ``rsqrt``, ``exp``/``log``/``cos``
+   in schedules): ≤ 2 ulps each — TensorFlow's ``pow`` differs from NumPy's in 31 %
+   of float32 results, ``rsqrt`` from ``1/sqrt`` in 35 % (docs/reference.md);
+2. how operations are fused or rewritten (FMA, XLA turning ``x / c`` into
+   ``x · (1/c)``, operand order of commutative sums): ≤ 1 extra rounding each;
+3. reduction order (norms for clipping, Adafactor's row/column means): the computed
+   sum of n terms is within ``γ_n = n·u/(1 − n·u)`` of the exact one, relative to
+   the sum of magnitudes, whatever the order;
+4. denormal flushing (XLA flushes to zero): any value below the smallest normal.
+
+**Re-synchronised mode** (each step starts from the golden state). One step of any
+optimizer updates an element through at most ``OPS`` rounded operations (the longest
+chain, Adam with AMSGrad and clipping, has 25 when libm calls count 2), so each
+implementation's result is within ``OPS·u`` of exact arithmetic *relative to the
+magnitudes the chain combines*, and two implementations within twice that. For the
+variable update ``v_new = v_old − Δ`` those magnitudes are bounded by
+``|v_old| + |v_new|`` (≥ ``|Δ|``), which keeps the bound meaningful when the
+subtraction cancels. Cancellation *inside* Δ (Ftrl's ``n'^(−p) − n^(−p)``, RMSprop's
+centred ``ms − mg²``) is not covered by those magnitudes, so the bound adds a
+multiple of the golden's own measured error: the same step computed from the same
+state in higher precision (float64 for float16/bfloat16/float32, x87 extended for
+float64) — the *oracle* — gives ``E = max|golden − oracle|`` per tensor, which
+includes whatever amplification this very computation suffers. An implementation
+whose roundings differ is then allowed ``MEASURED`` times that error. Per element::
+
+    |candidate − golden| ≤ 2·OPS·u·(|before| + |after|)
+                           + γ_n·(|before| + |after|)          (n = reduced elements)
+                           + MEASURED·max|golden − oracle|       (per tensor)
+                           + smallest normal of the dtype
+
+**Free-trajectory mode** (the candidate runs on its own): one-step errors accumulate
+at most linearly in stable dynamics, so the local terms are multiplied by the step
+number; the oracle runs freely too, so its distance to the golden grows with the
+golden's own compounded error.
+
+**ULP mode**: ``|candidate − golden| ≤ N·ulp(golden)`` element-wise, for
+implementations meant to reproduce the dtype-faithful golden bit for bit (N = 0 is
+bit equality).
+
+NaN equals NaN only where the golden is NaN; infinities must match exactly.
+The learning rate is compared with ``LR_OPS`` float32 roundings (a schedule evaluates
+at most 4 operations and 2 libm calls); ``iterations`` must be equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from optcheck.reference import dtypes
+
+UNIT_ROUNDOFF = {
+    "float16": 2.0**-11,
+    "bfloat16": 2.0**-8,
+    "float32": 2.0**-24,
+    "float64": 2.0**-53,
+}
+#: Longest chain of rounded operations behind one updated element (see module doc).
+OPS = 25
+#: Multiple of the golden's measured rounding error granted to another rounding order.
+MEASURED = 4.0
+#: Roundings of a learning-rate value (schedule arithmetic in float32).
+LR_OPS = 8
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The comparison rule of a run: ``mode`` "resync" or "free", or ``ulps`` set."""
+
+    mode: str = "resync"
+    ulps: float | None = None
+
+    def describe(self, dtype: str) -> dict:
+        if self.ulps is not None:
+            return {"mode": "ulp", "ulps": self.ulps, "dtype": dtype}
+        return {
+            "mode": self.mode,
+            "dtype": dtype,
+            "unit_roundoff": UNIT_ROUNDOFF[dtype],
+            "ops": OPS,
+            "measured_factor": MEASURED,
+            "formula": "2·ops·u·(|before|+|after|)·k + γ_n·(|before|+|after|)·k "
+            "+ measured·max|golden−oracle| + tiny (k = 1 resync, step number free)",
+        }
+
+
+def reduction_size(scenario) -> int:
+    """Largest number of elements one reduction of the scenario sums (norms, means)."""
+    sizes = [int(np.size(v)) for v in scenario.initial_values] or [1]
+    config = scenario.config
+    if config.get("global_clipnorm"):
+        return int(sum(sizes))
+    return max(sizes)
+
+
+def bound(
+    policy: Policy,
+    dtype: str,
+    golden: np.ndarray,
+    before: np.ndarray | None,
+    oracle: np.ndarray | None,
+    step: int,
+    reduced: int,
+) -> np.ndarray:
+    """Per-element tolerance for one tensor after one step."""
+    g = np.asarray(golden, dtype=np.float64)
+    if policy.ulps is not None:
+        spacing = np.spacing(np.abs(np.asarray(golden)).astype(golden.dtype)).astype(np.float64)
+        return policy.ulps * np.abs(spacing)
+    u = UNIT_ROUNDOFF[dtype]
+    prev = np.zeros_like(g) if before is None else np.asarray(before, dtype=np.float64)
+    scale = np.abs(prev) + np.abs(g)
+    k = 1 if policy.mode == "resync" else step
+    n_u = reduced * u
+    gamma = n_u / (1 - n_u) if n_u < 1 else np.inf
+    measured = 0.0
+    if oracle is not None:
+        diff = np.abs(g - np.asarray(oracle, dtype=np.float64))
+        finite = diff[np.isfinite(diff)]
+        measured = float(finite.max()) if finite.size else 0.0
+    tiny = float(dtypes.finfo(dtypes.as_dtype(dtype)).smallest_normal)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (2 * OPS * u + gamma) * k * scale + MEASURED * measured + tiny
+
+
+def learning_rate_bound(golden: float) -> float:
+    return LR_OPS * UNIT_ROUNDOFF["float32"] * abs(golden) + 1e-45
+
+
+def violations(candidate, golden, tolerance) -> np.ndarray:
+    """Boolean mask of elements out of tolerance (NaN/inf rules included)."""
+    c = np.asarray(candidate, dtype=np.float64)
+    g = np.asarray(golden, dtype=np.float64)
+    if c.shape != g.shape:
+        return np.ones(np.broadcast_shapes((1,), g.shape), dtype=bool)
+    c_nan, g_nan = np.isnan(c), np.isnan(g)
+    inf = np.isinf(c) | np.isinf(g)
+    with np.errstate(invalid="ignore"):
+        err = np.abs(c - g)
+        bad = ~(err <= tolerance)
+    bad = np.where(g_nan | c_nan, g_nan != c_nan, bad)
+    bad = np.where(inf & ~(g_nan | c_nan), c != g, bad)
+    return bad
