@@ -116,7 +116,7 @@ class Session(abc.ABC):
         keeping the variables."""
         raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
 
 

@@ -92,7 +92,7 @@ def _encode(value):
         return {"__float__": value.hex()}
     if isinstance(value, np.ndarray | np.generic):
         arr = np.asarray(value)
-        raw = arr.view(np.uint16 if arr.dtype.itemsize == 2 else f"u{arr.dtype.itemsize}")
+        raw = arr.view(f"u{arr.dtype.itemsize}")
         return {
             "__array__": dtypes.dtype_name(arr.dtype),
             "shape": list(arr.shape),
