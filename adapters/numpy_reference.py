@@ -7,6 +7,7 @@ copy with one semantic slip), given as ``package``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 
 import numpy as np
@@ -17,9 +18,11 @@ NAME = "numpy"
 
 
 class ReferenceSession(Session):
-    def __init__(self, package, scenario, numerics: str = "faithful"):
+    def __init__(self, package, scenario, numerics: str = "faithful", perturbation: float = 0.0):
         self._package = package
         self._scenario = scenario
+        self._perturbation = perturbation
+        self._calls = 0
         dtype = _compute_dtype(package, scenario.dtype, numerics)
         self._promote = dtype
         self._variables = [
@@ -53,7 +56,14 @@ class ReferenceSession(Session):
             )
         if isinstance(grad, sparse.PerReplica) or type(grad).__name__ == "PerReplica":
             return sparse.PerReplica(tuple(self._convert(g) for g in grad.values))
-        return np.asarray(grad).astype(self._promote)
+        return self._package.dtypes.wrap(np.asarray(grad).astype(self._promote))
+
+    def _arithmetic(self):
+        """Monte Carlo arithmetic when the session estimates errors (else a no-op)."""
+        self._calls += 1
+        if not self._perturbation:
+            return contextlib.nullcontext()
+        return self._package.dtypes.monte_carlo(self._perturbation, seed=self._calls)
 
     def observe(self) -> Observation:
         opt = self._optimizer
@@ -68,11 +78,12 @@ class ReferenceSession(Session):
         )
 
     def step(self, gradients, skip_gradients_aggregation=False) -> Observation:
-        grads = [self._convert(g) for g in gradients]
-        self._optimizer.apply_gradients(
-            list(zip(grads, self._variables, strict=True)),
-            skip_gradients_aggregation=skip_gradients_aggregation,
-        )
+        with self._arithmetic():
+            grads = [self._convert(g) for g in gradients]
+            self._optimizer.apply_gradients(
+                list(zip(grads, self._variables, strict=True)),
+                skip_gradients_aggregation=skip_gradients_aggregation,
+            )
         return self.observe()
 
     def load(self, state: Observation) -> None:
@@ -92,7 +103,8 @@ class ReferenceSession(Session):
                     mine[name].assign(np.asarray(value).astype(mine[name].dtype))
 
     def finalize(self) -> Observation:
-        self._optimizer.finalize_variable_values(self._variables)
+        with self._arithmetic():
+            self._optimizer.finalize_variable_values(self._variables)
         return self.observe()
 
     def round_trip(self) -> None:
@@ -120,10 +132,16 @@ def _compute_dtype(package, dtype: str, numerics: str):
 class ReferenceAdapter(Adapter):
     """The reference (or a package laid out like it) as an adapter."""
 
-    def __init__(self, package="optcheck.reference", name: str = NAME, numerics="faithful"):
+    def __init__(
+        self, package="optcheck.reference", name: str = NAME, numerics="faithful", perturbation=0.0
+    ):
+        """``numerics``: "faithful", "oracle" (float64) or "extended" (x87); a non-zero
+        ``perturbation`` runs Monte Carlo arithmetic of that relative size (error
+        estimates of the conformance engine)."""
         self._package = importlib.import_module(package) if isinstance(package, str) else package
         self.name = name
         self.numerics = numerics
+        self.perturbation = perturbation
 
     def version(self) -> str:
         from optcheck import __version__
@@ -139,7 +157,7 @@ class ReferenceAdapter(Adapter):
         )
 
     def open(self, scenario) -> ReferenceSession:
-        return ReferenceSession(self._package, scenario, self.numerics)
+        return ReferenceSession(self._package, scenario, self.numerics, self.perturbation)
 
 
 def factory() -> ReferenceAdapter:

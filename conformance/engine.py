@@ -83,6 +83,7 @@ def compare(
     before: Observation | None,
     oracle: Observation | None,
     policy: tol.Policy,
+    perturbed: Observation | None = None,
 ) -> Divergence | None:
     """The first quantity of ``candidate`` out of tolerance, or None."""
     if candidate.iterations != golden.iterations:
@@ -99,17 +100,19 @@ def compare(
     quantities = []
     for i, (g, c) in enumerate(zip(golden.variables, candidate.variables, strict=True)):
         prev = before.variables[i] if before else scenario.initial_values[i]
-        orc = oracle.variables[i] if oracle else None
-        quantities.append((f"variable {scenario.names[i]}", g, c, prev, orc))
+        refs = [o.variables[i] if o else None for o in (oracle, perturbed)]
+        quantities.append((f"variable {scenario.names[i]}", g, c, prev, refs))
     if golden.slots is not None and candidate.slots is not None:
         for i, (gs, cs) in enumerate(zip(golden.slots, candidate.slots, strict=True)):
             for slot in sorted(set(gs) & set(cs)):
                 prev = before.slots[i].get(slot) if before and before.slots else None
-                orc = oracle.slots[i].get(slot) if oracle and oracle.slots else None
+                refs = [o.slots[i].get(slot) if o and o.slots else None
+                        for o in (oracle, perturbed)]  # fmt: skip
                 quantities.append((f"slot {slot} of {scenario.names[i]}", gs[slot], cs[slot],
-                                   prev, orc))  # fmt: skip
-    for name, g, c, prev, orc in quantities:
-        limit = tol.bound(policy, scenario.dtype, np.asarray(g), prev, orc, step, reduced)
+                                   prev, refs))  # fmt: skip
+    for name, g, c, prev, (orc, pert) in quantities:
+        measured = tol.measured_error(g, orc, pert)
+        limit = tol.bound(policy, scenario.dtype, np.asarray(g), prev, measured, step, reduced)
         found = _first_bad(name, step, c, g, limit)
         if found:
             return found
@@ -122,44 +125,60 @@ def check(
     policy: tol.Policy | None = None,
     golden: Adapter | None = None,
 ) -> Divergence | None:
-    """Run ``scenario`` through the golden and ``candidate``; the first divergence."""
+    """Run ``scenario`` through the golden and ``candidate``; the first divergence.
+
+    Beside them run the oracle (the golden's semantics in higher precision) and the
+    same in Monte Carlo arithmetic, which estimate the error this computation can
+    legitimately carry (conformance/tolerance.py).
+    """
     policy = policy or tol.Policy()
     golden = golden or ReferenceAdapter()
     oracle_adapter = ReferenceAdapter(numerics=_oracle_numerics(scenario.dtype))
     resync = policy.mode == "resync" and candidate.capabilities().load
+    measure = policy.ulps is None
+    mca_adapter = ReferenceAdapter(
+        numerics=_oracle_numerics(scenario.dtype),
+        perturbation=tol.PERTURB * tol.UNIT_ROUNDOFF[scenario.dtype],
+    )
     g_session = golden.open(scenario)
     c_session = candidate.open(scenario)
-    o_session = oracle_adapter.open(scenario)
+    o_session = oracle_adapter.open(scenario) if measure else None
+    p_session = mca_adapter.open(scenario) if measure else None
+    sessions = [s for s in (g_session, c_session, o_session, p_session) if s is not None]
+    skip = scenario.skip_gradients_aggregation
     try:
         before: Observation | None = None
         for i, grads in enumerate(scenario.steps, start=1):
             if before is not None and resync:
                 c_session.load(before)
-                o_session.load(before)
-            skip = scenario.skip_gradients_aggregation
+                if measure:
+                    o_session.load(before)
+                    p_session.load(before)
             g_obs = g_session.step(grads, skip_gradients_aggregation=skip)
-            o_obs = o_session.step(grads, skip_gradients_aggregation=skip)
             c_obs = c_session.step(grads, skip_gradients_aggregation=skip)
-            found = compare(scenario, i, g_obs, c_obs, before, o_obs, policy)
+            o_obs = p_obs = None
+            if measure:
+                o_obs = o_session.step(grads, skip_gradients_aggregation=skip)
+                p_obs = p_session.step(grads, skip_gradients_aggregation=skip)
+            found = compare(scenario, i, g_obs, c_obs, before, o_obs, policy, p_obs)
             if found:
                 return found
             before = g_obs
             if scenario.round_trip_at == i:
-                for session in (g_session, o_session, c_session):
+                for session in sessions:
                     session.round_trip()
         if scenario.finalize:
-            if resync and before is not None:
-                c_session.load(before)
-                o_session.load(before)
             step = len(scenario.steps) + 1
+            o_fin = o_session.finalize() if measure else None
+            p_fin = p_session.finalize() if measure else None
             found = compare(scenario, step, g_session.finalize(), c_session.finalize(), before,
-                            o_session.finalize(), policy)  # fmt: skip
+                            o_fin, policy, p_fin)  # fmt: skip
             if found:
                 found.quantity = f"finalize_variable_values: {found.quantity}"
                 return found
         return None
     finally:
-        for session in (g_session, c_session, o_session):
+        for session in sessions:
             session.close()
 
 

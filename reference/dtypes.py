@@ -17,6 +17,8 @@ on CPU.
 
 from __future__ import annotations
 
+import contextlib
+
 import ml_dtypes
 import numpy as np
 
@@ -82,7 +84,7 @@ def const(value, dtype) -> np.ndarray:
     This is the conversion TensorFlow applies to a Python scalar operand of a
     tensor operation: the float64 value is rounded once to ``dtype``.
     """
-    return np.asarray(np.float64(value)).astype(dtype)
+    return wrap(np.asarray(np.float64(value)).astype(dtype))
 
 
 def cast_scalar(value, dtype, via=FLOATX) -> np.ndarray:
@@ -97,7 +99,59 @@ def cast_scalar(value, dtype, via=FLOATX) -> np.ndarray:
 
 def cast(x, dtype) -> np.ndarray:
     """``tf.cast``: round an array to ``dtype`` (nearest, ties to even)."""
-    return np.asarray(x).astype(dtype)
+    return wrap(np.asarray(x).astype(dtype))
+
+
+# -- Monte Carlo arithmetic, for error estimates only ----------------------------------
+# The conformance suite estimates how much another valid rounding of the same
+# computation could change a result: it reruns a step in high precision with every
+# floating-point operation's result multiplied by (1 + δ), |δ| ≤ u of the dtype under
+# test (Parker's Monte Carlo arithmetic). Outside ``monte_carlo()`` nothing changes:
+# ``wrap`` returns its argument.
+_mca: dict = {}
+
+
+class _Perturbed(np.ndarray):
+    """An array whose floating-point ufunc results are randomly perturbed."""
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        plain = [x.view(np.ndarray) if isinstance(x, _Perturbed) else x for x in inputs]
+        if "out" in kwargs:
+            kwargs["out"] = tuple(
+                o.view(np.ndarray) if isinstance(o, _Perturbed) else o for o in kwargs["out"]
+            )
+        result = getattr(ufunc, method)(*plain, **kwargs)
+        if method == "at" or result is None:
+            return result
+        return _perturb(result)
+
+
+def _perturb(result):
+    if isinstance(result, tuple):
+        return tuple(_perturb(r) for r in result)
+    arr = np.asarray(result)
+    if not _mca or arr.dtype.kind != "f":
+        return arr.view(_Perturbed) if _mca else arr
+    size, rng = _mca["size"], _mca["rng"]
+    delta = rng.uniform(-size, size, size=arr.shape)
+    return (arr * (1 + delta).astype(arr.dtype)).view(_Perturbed)
+
+
+def wrap(x):
+    """Inside ``monte_carlo()``, make ``x`` an array whose operations are perturbed."""
+    if _mca and isinstance(x, np.ndarray) and not isinstance(x, _Perturbed):
+        return x.view(_Perturbed)
+    return x
+
+
+@contextlib.contextmanager
+def monte_carlo(size: float, seed: int = 0):
+    """Perturb every floating-point operation result by a relative δ, |δ| ≤ ``size``."""
+    _mca.update(size=size, rng=np.random.default_rng(seed))
+    try:
+        yield
+    finally:
+        _mca.clear()
 
 
 def finfo(dtype):

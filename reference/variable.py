@@ -29,7 +29,7 @@ def _initial_array(initial_value, dtype) -> np.ndarray:
         initial_value = initial_value()
     if dtype is not None:
         # An explicit dtype is a request to convert, as in tf.constant(value, dtype).
-        return np.array(initial_value, dtype=dtypes.as_dtype(dtype))
+        return dtypes.wrap(np.array(initial_value, dtype=dtypes.as_dtype(dtype)))
     if isinstance(initial_value, np.ndarray | np.generic):
         arr = np.array(initial_value)
     else:
@@ -104,7 +104,7 @@ class Variable:
         if isinstance(value, Variable):
             value = value._value
         if isinstance(value, np.ndarray | np.generic):
-            arr = np.asarray(value)
+            arr = dtypes.wrap(np.asanyarray(value))
             if arr.dtype != self.dtype:
                 raise TypeError(
                     f"{op} to variable '{self.name}' ({dtypes.dtype_name(self.dtype)}) "
