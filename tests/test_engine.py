@@ -1,0 +1,224 @@
+"""The comparison engine and the tolerance policy: they pass the golden and catch slips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optcheck.adapters.base import Adapter, Observation, Session
+from optcheck.adapters.numpy_reference import ReferenceAdapter
+from optcheck.conformance import tolerance as tol
+from optcheck.conformance.engine import DivergenceError, assert_conforms, check
+from optcheck.conformance.scenario import Scenario
+from optcheck.reference import IndexedSlices, PerReplica, dtypes
+
+NAMES = ["SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "Ftrl", "Nadam", "RMSprop",
+         "Adafactor", "Lion"]  # fmt: skip
+DTYPES = ["float16", "bfloat16", "float32", "float64"]
+
+
+def scenario(name="Adam", dtype="float32", config=None, steps=4, seed=0, **kw):
+    rng = np.random.default_rng(seed)
+    d = dtypes.as_dtype(dtype)
+    shapes = [(3, 2), (4,)]
+    values = [rng.standard_normal(s).astype(d) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(d) for s in shapes] for _ in range(steps)]
+    return Scenario(name, dict(config or {}), "keras2", dtype, values, grads, **kw)
+
+
+class Tampered(Adapter):
+    """The golden with its observations altered by ``edit(step, observation)``."""
+
+    name = "tampered"
+
+    def __init__(self, edit, load=True):
+        self._inner = ReferenceAdapter()
+        self._edit = edit
+        self._load = load
+
+    def capabilities(self):
+        caps = self._inner.capabilities()
+        return type(caps)(caps.optimizers, caps.features, caps.dtypes, caps.profiles,
+                          load=self._load)  # fmt: skip
+
+    def open(self, s):
+        inner, edit = self._inner.open(s), self._edit
+
+        class _Session(Session):
+            count = 0
+
+            def step(self, grads, skip_gradients_aggregation=False):
+                _Session.count += 1
+                obs = inner.step(grads, skip_gradients_aggregation)
+                return edit(_Session.count, obs)
+
+            def load(self, state):
+                inner.load(state)
+
+            def finalize(self):
+                return inner.finalize()
+
+            def round_trip(self):
+                inner.round_trip()
+
+        return _Session()
+
+
+@pytest.mark.parametrize("mode", ["resync", "free"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", NAMES)
+def test_the_golden_conforms_to_itself(name, dtype, mode):
+    config = {"clipnorm": 0.5, "use_ema": True, "ema_overwrite_frequency": 2}
+    s = scenario(name, dtype, config, finalize=True)
+    assert check(s, ReferenceAdapter(), tol.Policy(mode=mode)) is None
+    assert check(s, ReferenceAdapter(), tol.Policy(ulps=0)) is None
+
+
+def _nudge(step_at, index, ulps):
+    def edit(step, obs):
+        if step == step_at:
+            v = obs.variables[0].copy()
+            for _ in range(abs(ulps)):
+                v[index] = np.nextafter(v[index], np.inf if ulps > 0 else -np.inf)
+            obs.variables[0] = v
+        return obs
+
+    return edit
+
+
+def test_one_ulp_passes_the_tolerance_but_not_bit_equality():
+    s = scenario("Adam", "float32")
+    assert check(s, Tampered(_nudge(2, (1, 0), 1))) is None
+    found = check(s, Tampered(_nudge(2, (1, 0), 1)), tol.Policy(ulps=0))
+    assert found.step == 2 and found.quantity == "variable v0" and found.index == [1, 0]
+
+
+def test_first_divergence_names_step_quantity_and_element():
+    s = scenario("Adam", "float32")
+
+    def edit(step, obs):
+        if step == 3:
+            obs.variables[0] = obs.variables[0].copy()
+            obs.variables[0][2, 1] *= np.float32(1.001)
+        return obs
+
+    found = check(s, Tampered(edit))
+    assert (found.step, found.quantity, found.index) == (3, "variable v0", [2, 1])
+    assert found.error > found.tolerance > 0
+    assert found.actual == pytest.approx(found.expected * 1.001, rel=1e-6)
+
+
+def test_slots_iterations_and_learning_rate_are_compared():
+    s = scenario("Adam", "float64")
+
+    def bad_slot(step, obs):
+        obs.slots[1]["v"] = obs.slots[1]["v"] * 1.01
+        return obs
+
+    assert check(s, Tampered(bad_slot)).quantity == "slot v of v1"
+
+    def bad_count(step, obs):
+        obs.iterations += 1
+        return obs
+
+    assert check(s, Tampered(bad_count)).quantity == "iterations"
+
+    def bad_rate(step, obs):
+        obs.learning_rate *= 1.01
+        return obs
+
+    assert check(s, Tampered(bad_rate)).quantity == "learning_rate"
+
+
+def test_nan_equals_nan_only_where_the_golden_is_nan():
+    s = scenario("SGD", "float32")
+
+    def nan(step, obs):
+        obs.variables[1] = obs.variables[1].copy()
+        obs.variables[1][0] = np.nan
+        return obs
+
+    assert check(s, Tampered(nan)).quantity == "variable v1"
+    grads = [[g.copy() for g in step] for step in s.steps]
+    grads[0][1][0] = np.nan  # the golden propagates this NaN; so must the candidate
+    poisoned = Scenario("SGD", {}, "keras2", "float32", s.initial_values, grads)
+    assert check(poisoned, ReferenceAdapter()) is None
+    assert np.isnan(ReferenceAdapter().open(poisoned).step(grads[0]).variables[1][0])
+
+
+def test_resync_finds_the_first_bad_step_of_a_compounding_drift():
+    s = scenario("SGD", "float64", {"learning_rate": 0.1}, steps=6)
+
+    def drift(step, obs):  # wrong from step 4 on, by a little more each step
+        if step >= 4:
+            obs.variables = [v * (1 + 1e-9 * step) for v in obs.variables]
+        return obs
+
+    assert check(s, Tampered(drift)).step == 4
+    # without loading state the candidate is compared on its own trajectory
+    assert check(s, Tampered(drift, load=False)).step == 4
+
+
+def test_tolerance_grows_with_the_cancellation_a_step_suffers():
+    """Ftrl subtracts two pow results: with small gradients the measured error term
+    (Monte Carlo arithmetic) is far larger than for a well-conditioned SGD step."""
+    rng = np.random.default_rng(3)
+    values = [rng.standard_normal(6)]
+    small = [[1e-3 * rng.standard_normal(6)]]
+    ftrl = Scenario("Ftrl", {"learning_rate": 0.05}, "keras2", "float64", values, small)
+    sgd = Scenario("SGD", {"learning_rate": 0.05}, "keras2", "float64", values, small)
+
+    def relative_measured(s, slot):
+        o = ReferenceAdapter(numerics="extended").open(s).step(s.steps[0])
+        mca = ReferenceAdapter(numerics="extended", perturbation=2 * 2.0**-53)
+        p = mca.open(s).step(s.steps[0])
+        g = ReferenceAdapter().open(s).step(s.steps[0])
+        error = tol.measured_error(g.slots[0][slot], o.slots[0][slot], p.slots[0][slot])
+        return error / np.abs(g.slots[0][slot]).max() / 2.0**-53
+
+    assert relative_measured(ftrl, "linear") > 100  # ulps of the slot's magnitude
+    assert relative_measured(sgd, "m") < 10
+
+
+def test_policy_is_described_for_reports():
+    d = tol.Policy().describe("float16")
+    assert d["mode"] == "resync" and d["unit_roundoff"] == 2.0**-11 and "formula" in d
+    assert tol.Policy(ulps=2).describe("float32") == {"mode": "ulp", "ulps": 2, "dtype": "float32"}
+
+
+def test_assert_conforms_raises_with_the_scenario():
+    s = scenario("Lion", "float32", {"learning_rate": 0.01})
+
+    def flip(step, obs):
+        obs.variables[0] = -obs.variables[0]
+        return obs
+
+    with pytest.raises(DivergenceError, match="first divergence: step 1"):
+        assert_conforms(s, Tampered(flip))
+
+
+def test_scenario_json_round_trip_is_exact():
+    bf = dtypes.as_dtype("bfloat16")
+    s = Scenario(
+        "Adam",
+        {"learning_rate": {"class_name": "ExponentialDecay",
+                           "config": {"initial_learning_rate": 0.1, "decay_steps": 3,
+                                      "decay_rate": 0.5}},
+         "epsilon": 1e-7, "amsgrad": True},
+        "keras2", "bfloat16",
+        [np.array([[1.5, -2.25]], bf), np.array(3.0, bf)],
+        [[IndexedSlices(np.array([[0.1, 0.2]], bf), np.array([0]), (1, 2)),
+          PerReplica((np.array(1.0, bf), np.array(-2.0, bf)))],
+         [None, np.array(np.nan, bf)]],
+        feature="sparse", needs=("sparse", "replicas"), round_trip_at=1,
+    )  # fmt: skip
+    back = Scenario.from_json(s.to_json())
+    assert back.to_json() == s.to_json()
+    assert back.initial_values[0].dtype == bf and back.config["epsilon"] == 1e-7
+    assert isinstance(back.steps[0][0], IndexedSlices) and back.steps[1][0] is None
+    assert np.isnan(back.steps[1][1]) and back.needs == ("sparse", "replicas")
+
+
+def test_observation_defaults():
+    obs = Observation([np.zeros(2)], 3)
+    assert obs.learning_rate is None and obs.slots is None
