@@ -92,6 +92,9 @@ class Observation:
     iterations: int
     learning_rate: float | None = None
     slots: list[dict[str, np.ndarray]] | None = None
+    #: ``apply_gradients`` calls counted so far when it differs from ``iterations``
+    #: (Keras 3 gradient accumulation counts micro-steps); None otherwise.
+    applied: int | None = None
 
 
 class Session(abc.ABC):
@@ -104,7 +107,8 @@ class Session(abc.ABC):
 
     def load(self, state: Observation) -> None:
         """Overwrite variables, slots and iterations with ``state`` (values given in
-        the variables' dtype). Needed for re-synchronised comparisons."""
+        the variables' dtype; ``state.applied``, when set, is the raw step counter).
+        Needed for re-synchronised comparisons."""
         raise NotImplementedError
 
     def finalize(self) -> Observation:

@@ -75,6 +75,7 @@ class ReferenceSession(Session):
             slots=[
                 {k: np.asarray(s.numpy()) for k, s in opt.slots(v).items()} for v in self._variables
             ],
+            applied=int(opt._iterations.numpy()) if opt.gradient_accumulation_steps else None,
         )
 
     def step(self, gradients, skip_gradients_aggregation=False) -> Observation:
@@ -90,7 +91,8 @@ class ReferenceSession(Session):
         for v, value in zip(self._variables, state.variables, strict=True):
             v.assign(np.asarray(value).astype(v.dtype))
         opt = self._optimizer
-        opt._iterations.assign(np.asarray(state.iterations, dtype=opt._iterations.dtype))
+        count = state.iterations if state.applied is None else state.applied
+        opt._iterations.assign(np.asarray(count, dtype=opt._iterations.dtype))
         if state.slots is None:
             return
         if not opt._built:

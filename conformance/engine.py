@@ -148,8 +148,9 @@ def check(
     skip = scenario.skip_gradients_aggregation
     try:
         before: Observation | None = None
+        fresh = False  # just rebuilt from the config: nothing to load
         for i, grads in enumerate(scenario.steps, start=1):
-            if before is not None and resync:
+            if before is not None and resync and not fresh:
                 c_session.load(before)
                 if measure:
                     o_session.load(before)
@@ -164,7 +165,8 @@ def check(
             if found:
                 return found
             before = g_obs
-            if scenario.round_trip_at == i:
+            fresh = scenario.round_trip_at == i
+            if fresh:
                 for session in sessions:
                     session.round_trip()
         if scenario.finalize:

@@ -147,7 +147,9 @@ def bound(
         return policy.ulps * np.abs(spacing)
     u = UNIT_ROUNDOFF[dtype]
     prev = np.zeros_like(g) if before is None else np.asarray(before, dtype=np.float64)
-    scale = np.abs(prev) + np.abs(g)
+    # Only finite magnitudes size a budget: an inf or NaN before the step (EMA can
+    # overwrite it with a finite average) must not make every value acceptable.
+    scale = np.where(np.isfinite(prev), np.abs(prev), 0.0) + np.abs(g)
     k = 1 if policy.mode == "resync" else step
     n_u = reduced * u
     gamma = n_u / (1 - n_u) if n_u < 1 else np.inf
