@@ -26,3 +26,14 @@ def verify(session):
     session.install(".")
     for profile in ("keras2", "keras3"):
         session.run("optcheck", "verify", "--profile", profile, "--out", f"reports/out/{profile}")
+
+
+@nox.session
+def mutants(session):
+    """Detection power: the kill matrix of the mutants of tests/mutants (mutant × first ci
+    case that kills it, and the kill rate) in reports/out/mutants."""
+    session.install(".[test]")
+    session.run(
+        "python", "-m", "tests.mutants.kill_matrix", "--out", "reports/out/mutants",
+        *session.posargs,
+    )  # fmt: skip

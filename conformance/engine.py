@@ -84,8 +84,13 @@ def compare(
     oracle: Observation | None,
     policy: tol.Policy,
     perturbed: Observation | None = None,
+    carry: dict | None = None,
 ) -> Divergence | None:
-    """The first quantity of ``candidate`` out of tolerance, or None."""
+    """The first quantity of ``candidate`` out of tolerance, or None.
+
+    ``carry`` (free mode): per quantity, the local budget of the earlier steps; this
+    step's local budget is added to it.
+    """
     if candidate.iterations != golden.iterations:
         return Divergence(step, "iterations", [], float(golden.iterations),
                           float(candidate.iterations),
@@ -112,7 +117,12 @@ def compare(
                                    prev, refs))  # fmt: skip
     for name, g, c, prev, (orc, pert) in quantities:
         measured = tol.measured_error(g, orc, pert)
-        limit = tol.bound(policy, scenario.dtype, np.asarray(g), prev, measured, step, reduced)
+        carried = 0.0
+        if carry is not None:
+            carried = carry.get(name, 0.0)
+            carry[name] = carried + tol.local_budget(scenario.dtype, g, prev, reduced)
+        limit = tol.bound(policy, scenario.dtype, np.asarray(g), prev, measured, step, reduced,
+                          carried)  # fmt: skip
         found = _first_bad(name, step, c, g, limit)
         if found:
             return found
@@ -148,6 +158,7 @@ def check(
     skip = scenario.skip_gradients_aggregation
     try:
         before: Observation | None = None
+        carry = None if resync else {}
         fresh = False  # just rebuilt from the config: nothing to load
         for i, grads in enumerate(scenario.steps, start=1):
             if before is not None and resync and not fresh:
@@ -161,7 +172,7 @@ def check(
             if measure:
                 o_obs = o_session.step(grads, skip_gradients_aggregation=skip)
                 p_obs = p_session.step(grads, skip_gradients_aggregation=skip)
-            found = compare(scenario, i, g_obs, c_obs, before, o_obs, policy, p_obs)
+            found = compare(scenario, i, g_obs, c_obs, before, o_obs, policy, p_obs, carry)
             if found:
                 return found
             before = g_obs
@@ -174,7 +185,7 @@ def check(
             o_fin = o_session.finalize() if measure else None
             p_fin = p_session.finalize() if measure else None
             found = compare(scenario, step, g_session.finalize(), c_session.finalize(), before,
-                            o_fin, policy, p_fin)  # fmt: skip
+                            o_fin, policy, p_fin, carry)  # fmt: skip
             if found:
                 found.quantity = f"finalize_variable_values: {found.quantity}"
                 return found

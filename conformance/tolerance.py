@@ -45,10 +45,11 @@ allowed ``MEASURED·E``. Per element::
                            + MEASURED·E                          (per tensor)
                            + smallest normal of the dtype
 
-**Free-trajectory mode** (the candidate runs on its own): one-step errors accumulate
-at most linearly in stable dynamics, so the local terms are multiplied by the step
-number; the oracle runs freely too, so its distance to the golden grows with the
-golden's own compounded error.
+**Free-trajectory mode** (the candidate runs on its own): each step's local error
+stays in the state, so the local budget of an element is the *sum* of its per-step
+local terms so far (absolute values: a variable that shrinks keeps the error it
+gathered while it was large); the oracle and its Monte Carlo twin run freely too, so
+the measured term grows with the compounded error of the computation itself.
 
 **ULP mode**: ``|candidate − golden| ≤ N·ulp(golden)`` element-wise, for
 implementations meant to reproduce the dtype-faithful golden bit for bit (N = 0 is
@@ -102,9 +103,8 @@ class Policy:
             "ops": OPS,
             "measured_factor": MEASURED,
             "perturbation_ulps": PERTURB,
-            "formula": "2·ops·u·(|before|+|after|)·k + γ_n·(|before|+|after|)·k "
-            "+ measured·max(|golden−oracle|, |oracle−perturbed oracle|) + tiny "
-            "(k = 1 resync, step number free)",
+            "formula": "(2·ops·u + γ_n)·(|before|+|after|) [summed over the steps in free "
+            "mode] + measured·max(|golden−oracle|, |oracle−perturbed oracle|) + tiny",
         }
 
 
@@ -139,8 +139,13 @@ def bound(
     measured: float,
     step: int,
     reduced: int,
+    carried: np.ndarray | float = 0.0,
 ) -> np.ndarray:
-    """Per-element tolerance for one tensor after one step."""
+    """Per-element tolerance for one tensor after one step.
+
+    ``carried``: in free mode, the local budget accumulated by the earlier steps
+    (see :func:`local_budget`).
+    """
     g = np.asarray(golden, dtype=np.float64)
     if policy.ulps is not None:
         spacing = np.spacing(np.abs(np.asarray(golden)).astype(golden.dtype)).astype(np.float64)
@@ -150,12 +155,23 @@ def bound(
     # Only finite magnitudes size a budget: an inf or NaN before the step (EMA can
     # overwrite it with a finite average) must not make every value acceptable.
     scale = np.where(np.isfinite(prev), np.abs(prev), 0.0) + np.abs(g)
-    k = 1 if policy.mode == "resync" else step
     n_u = reduced * u
     gamma = n_u / (1 - n_u) if n_u < 1 else np.inf
     tiny = float(dtypes.finfo(dtypes.as_dtype(dtype)).smallest_normal)
     with np.errstate(invalid="ignore", over="ignore"):
-        return (2 * OPS * u + gamma) * k * scale + MEASURED * measured + tiny
+        return (2 * OPS * u + gamma) * scale + carried + MEASURED * measured + tiny
+
+
+def local_budget(dtype: str, golden, before, reduced: int) -> np.ndarray:
+    """The local (operation-count) part of :func:`bound` for one step."""
+    u = UNIT_ROUNDOFF[dtype]
+    g = np.asarray(golden, dtype=np.float64)
+    prev = np.zeros_like(g) if before is None else np.asarray(before, dtype=np.float64)
+    scale = np.where(np.isfinite(prev), np.abs(prev), 0.0) + np.abs(g)
+    n_u = reduced * u
+    gamma = n_u / (1 - n_u) if n_u < 1 else np.inf
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where(np.isfinite(scale), (2 * OPS * u + gamma) * scale, 0.0)
 
 
 def learning_rate_bound(golden: float) -> float:

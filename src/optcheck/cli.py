@@ -1,10 +1,22 @@
-"""The ``optcheck`` command line."""
+"""The ``optcheck`` command line.
+
+``optcheck verify`` runs the conformance suite and writes DIR/conformance.json,
+DIR/conformance.md and DIR/junit.xml. Exit status: 0 when every case conforms
+(``unsupported`` does not fail), 1 when any case deviates or errs, 2 on a usage error.
+
+``optcheck adapters`` lists every known adapter, one per line: name, availability
+(and why not), versions.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import random
 import sys
 from pathlib import Path
+
+DTYPES = ["float16", "bfloat16", "float32", "float64"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -12,48 +24,146 @@ def _parser() -> argparse.ArgumentParser:
         prog="optcheck", description="Golden reference and conformance suite for Keras optimizers."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    verify = sub.add_parser("verify", help="run the conformance cases and write reports")
-    verify.add_argument(
-        "--adapter",
-        action="append",
-        dest="adapters",
-        metavar="NAME",
-        help="adapter to verify (repeatable; default: every bundled adapter)",
+    v = sub.add_parser(
+        "verify",
+        help="run the conformance suite and write reports",
+        description="Run the conformance suite on adapters; write conformance.json, "
+        "conformance.md and junit.xml. Exit 0: every case conforms; 1: a deviation or error; "
+        "2: usage error.",
     )
-    verify.add_argument("--profile", choices=["keras2", "keras3"], default="keras2")
-    verify.add_argument(
-        "--out",
-        type=Path,
-        default=Path("optcheck-report"),
-        help="directory for conformance.json and conformance.md",
-    )
-    sub.add_parser("adapters", help="list the known adapters")
+    v.add_argument("--adapter", action="extend", nargs="+", dest="adapters",
+                   metavar="NAME|module:attr",
+                   help="adapter(s) to verify: a name from `optcheck adapters` or an import "
+                   "string (repeatable; default: every known adapter)")  # fmt: skip
+    v.add_argument("--profile", choices=["keras2", "keras3"], default="keras2")
+    v.add_argument("--optimizer", action="extend", nargs="+", dest="optimizers",
+                   metavar="NAME", help="only these optimizers (default: all)")  # fmt: skip
+    v.add_argument("--feature", action="extend", nargs="+", dest="features", metavar="PATTERN",
+                   help="only cases whose feature matches (fnmatch; e.g. clipnorm, 'golden:*', "
+                   "'seed:*')")  # fmt: skip
+    v.add_argument("--dtype", action="extend", nargs="+", dest="dtypes", choices=DTYPES,
+                   help="only these dtypes")  # fmt: skip
+    v.add_argument("--level", choices=["ci", "thorough"], default="ci",
+                   help="ci: derandomized, few examples, bounded time; thorough: many examples")
+    v.add_argument("--seed", type=int, default=None,
+                   help="run seed (default: 0 for ci, random for thorough; always reported)")
+    v.add_argument("--mode", choices=["resync", "free"], default="resync",
+                   help="resync: golden state loaded before each step; free: own trajectory")
+    v.add_argument("--ulps", type=float, default=None,
+                   help="compare within N ulps of the dtype-faithful golden instead")
+    v.add_argument("--out", type=Path, default=Path("optcheck-report"),
+                   help="directory for the reports (default: optcheck-report)")
+    v.add_argument("--jobs", type=int, default=None,
+                   help="worker processes (default: number of CPUs)")
+    v.add_argument("--timeout", type=float, default=None,
+                   help="seconds per case before its worker is killed (default: by level)")
+    v.add_argument("--max-examples", type=int, default=None,
+                   help="hypothesis examples per case (default: by level)")
+    v.add_argument("--in-process", action="store_true",
+                   help="run adapters in this process: faster start, no timeout or crash "
+                   "isolation")
+    # For the project's tests and mutation runs: another module of case_grid/scenarios.
+    v.add_argument("--strategies", default=None, help=argparse.SUPPRESS)
+    sub.add_parser("adapters", help="list the known adapters with availability and versions")
     return parser
 
 
-def main(argv=None) -> int:
-    from optcheck.conformance.verify import known_adapters, terminal_progress, verify
+def _usage_error(parser, message: str) -> int:
+    parser.print_usage(sys.stderr)
+    print(f"optcheck: error: {message}", file=sys.stderr)
+    return 2
 
-    parser = _parser()
-    args = parser.parse_args(argv)
-    adapters = known_adapters()
-    if args.command == "adapters":
-        for name, adapter in adapters.items():
-            print(f"{name}\tavailable\t{adapter.version()}")
-        return 0
-    names = args.adapters or list(adapters)
-    unknown = [n for n in names if n not in adapters]
+
+def _adapters_command() -> int:
+    from optcheck.adapters.registry import list_adapters
+
+    for info in list_adapters():
+        state = "available" if info.available else f"unavailable ({info.reason})"
+        print("\t".join([info.name, state, info.version or "-", info.target]))
+    return 0
+
+
+def _module_exists(module: str) -> bool:
+    """Whether an import string's module can be found (without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _canonical_optimizers(names, parser):
+    from optcheck.conformance.registry import OPTIMIZERS
+
+    by_lower = {n.lower(): n for n in OPTIMIZERS}
+    unknown = [n for n in names if n.lower() not in by_lower]
     if unknown:
-        parser.print_usage(sys.stderr)
-        print(f"optcheck: error: unknown adapter(s) {unknown}; known adapters: "
-              f"{sorted(adapters)}", file=sys.stderr)  # fmt: skip
-        return 2
-    report = verify(names, args.profile, args.out, progress=terminal_progress)
-    statuses = [c["status"] for a in report["adapters"] for c in a["cases"]]
-    failed = [s for s in statuses if s != "pass"]
-    print(f"{len(statuses) - len(failed)}/{len(statuses)} cases conform "
-          f"({args.profile}); report written to {args.out}/conformance.md")  # fmt: skip
-    return 1 if failed else 0
+        return None, _usage_error(parser, f"unknown optimizer(s) {', '.join(unknown)}; known "
+                                  f"optimizers: {', '.join(OPTIMIZERS)}")  # fmt: skip
+    return list(dict.fromkeys(by_lower[n.lower()] for n in names)), 0
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    if args.command == "adapters":
+        return _adapters_command()
+    return _verify_command(args, parser)
+
+
+def _verify_command(args, parser) -> int:
+    from optcheck.adapters.registry import UnknownAdapterError, known_adapters, resolve
+    from optcheck.conformance import report as rep
+    from optcheck.conformance.suite import DEFAULT_STRATEGIES, Context
+    from optcheck.conformance.verify import TerminalProgress, verify
+
+    names = list(dict.fromkeys(args.adapters or known_adapters()))
+    for name in names:
+        try:
+            _, target = resolve(name)
+        except UnknownAdapterError as exc:
+            return _usage_error(parser, str(exc))
+        if name == target and not _module_exists(target.partition(":")[0]):
+            return _usage_error(parser, f"no module {target.partition(':')[0]!r} for adapter "
+                                f"{name!r}; known adapters: "
+                                f"{', '.join(sorted(known_adapters()))}")  # fmt: skip
+    optimizers = None
+    if args.optimizers:
+        optimizers, status = _canonical_optimizers(args.optimizers, parser)
+        if optimizers is None:
+            return status
+    for value, what in ((args.jobs, "--jobs"), (args.max_examples, "--max-examples")):
+        if value is not None and value < 1:
+            return _usage_error(parser, f"{what} must be at least 1")
+    if args.timeout is not None and args.timeout <= 0:
+        return _usage_error(parser, "--timeout must be positive")
+    seed = args.seed
+    if seed is None:
+        seed = 0 if args.level == "ci" else random.randrange(2**32)
+    ctx = Context(
+        adapter=names[0], profile=args.profile, level=args.level, mode=args.mode,
+        ulps=args.ulps, seed=seed, optimizers=optimizers, features=args.features,
+        dtypes=args.dtypes, strategies=args.strategies or DEFAULT_STRATEGIES,
+        max_examples=args.max_examples, metamorphic=True,
+    )  # fmt: skip
+    report = verify(ctx, names, args.out, isolate=not args.in_process, jobs=args.jobs,
+                    timeout=args.timeout, progress=TerminalProgress())  # fmt: skip
+    if report["summary"]["cases"] == 0:
+        return _usage_error(parser, "no case matches the selection (--optimizer, --feature, "
+                            "--dtype)")  # fmt: skip
+    for a in report["adapters"]:
+        t = a["summary"]
+        line = (f"{a['name']}: {t['pass']}/{t['cases']} cases conform, {t['deviation']} "
+                f"deviation, {t['error']} error, {t['unsupported']} unsupported "
+                f"({a['seconds']:.1f} s)")  # fmt: skip
+        if not a["available"] and a["reason"]:
+            line += f" - not available: {a['reason']}"
+        print(line)
+    print(f"profile {args.profile}, level {args.level}, run seed {seed}; reports in "
+          f"{args.out}/ (conformance.json, conformance.md, junit.xml)")  # fmt: skip
+    return 1 if rep.failed(report) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,313 @@
+"""Running cases in worker processes, so that an adapter cannot take the suite down.
+
+``python -m optcheck.conformance.worker`` reads requests from stdin and writes
+replies to stdout, one JSON object per line:
+
+* ``{"op": "plan", "context": {...}}`` → ``{"ok": true, "plan": {...}}``: load the
+  adapter and list its cases (:func:`optcheck.conformance.suite.plan`);
+* ``{"op": "run", "context": {...}, "case": {...}}`` → ``{"ok": true, "result": {...}}``;
+* a failure of the request itself → ``{"ok": false, "error": "...", "traceback": "..."}``.
+
+The protocol uses a private copy of the original stdout; file descriptor 1 is pointed
+at stderr, so whatever an adapter prints cannot corrupt it.
+
+:class:`WorkerPool` (the parent side) runs cases on ``jobs`` workers and enforces:
+
+* a per-case timeout: the worker is killed (its whole process group) and restarted,
+  and the case is an ``error`` "timeout after Ns";
+* crash isolation: a worker that dies (segfault, ``os._exit``, out of memory) loses
+  only the case it was running, reported as ``error`` with its exit status and the
+  tail of its stderr; the next case gets a fresh worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+
+from .suite import Case, Context, Plan, error_result
+
+#: Seconds a worker may take to start and load its adapter before its first case.
+LOAD_TIMEOUT = 300.0
+
+
+# -- the worker process ------------------------------------------------------------------
+def _serve(inp, out) -> None:
+    from . import suite
+
+    for line in inp:
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line)
+            ctx = Context.from_dict(request["context"])
+            if request["op"] == "plan":
+                reply = {"ok": True, "plan": _plan_dict(suite.plan(ctx))}
+            elif request["op"] == "load":
+                adapter = suite.get_adapter(ctx.adapter)
+                reply = {"ok": True, "name": getattr(adapter, "name", "")}
+            elif request["op"] == "run":
+                reply = {"ok": True, "result": suite.run_case(Case.from_dict(request["case"]), ctx)}
+            else:
+                reply = {"ok": False, "error": f"unknown op {request['op']!r}", "traceback": ""}
+        except (KeyboardInterrupt, GeneratorExit):
+            raise
+        except BaseException as exc:  # reported to the parent
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}",
+                     "traceback": traceback.format_exc()}  # fmt: skip
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+
+
+def _plan_dict(plan: Plan) -> dict:
+    return {**{k: getattr(plan, k) for k in ("name", "target", "version", "available", "reason")},
+            "cases": [c.to_dict() for c in plan.cases]}  # fmt: skip
+
+
+def plan_from_dict(data: dict) -> Plan:
+    return Plan(data["name"], data["target"], data["version"], data["available"],
+                data["reason"], [Case.from_dict(c) for c in data["cases"]])  # fmt: skip
+
+
+def main() -> None:
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    os.dup2(2, 1)  # stray prints of adapters go to stderr, never into the protocol
+    _serve(sys.stdin, out)
+
+
+# -- the parent side ---------------------------------------------------------------------
+class WorkerDied(RuntimeError):
+    """A worker process exited or hung while planning."""
+
+
+class WorkerError(RuntimeError):
+    """A request failed inside the worker; ``remote_traceback`` is the worker's."""
+
+    def __init__(self, message: str, remote_traceback: str = ""):
+        super().__init__(message)
+        self.remote_traceback = remote_traceback
+
+
+class _Worker:
+    """One worker process; a reader thread forwards its reply lines to a shared queue."""
+
+    def __init__(self, replies: queue.Queue, env: dict | None):
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "optcheck.conformance.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            env=env,
+            text=True,
+            encoding="utf-8",
+            start_new_session=True,  # kill the adapter's children with it
+        )
+        self.case: Case | None = None
+        self.deadline: float | None = None
+        self.started = 0.0
+        self.loaded = False
+        self.thread = threading.Thread(target=self._read, args=(replies,), daemon=True)
+        self.thread.start()
+
+    def _read(self, replies: queue.Queue) -> None:
+        try:
+            for line in self.proc.stdout:
+                replies.put((self, line))
+        except (OSError, ValueError):  # closed by the parent after a kill
+            pass
+        replies.put((self, None))
+
+    def send(self, request: dict) -> None:
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+
+    def stderr_tail(self, limit: int = 4000) -> str:
+        try:
+            self.log.seek(0, os.SEEK_END)
+            size = self.log.tell()
+            self.log.seek(max(0, size - limit))
+            return self.log.read().decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return ""
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+        self.close()
+
+    def stop(self) -> None:
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.kill()
+        self.close()
+
+    def close(self) -> None:
+        for stream in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError, ValueError):
+                stream.close()
+        self.log.close()
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    # One BLAS thread per worker: the workers are the parallelism.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, "1")
+    return env
+
+
+def run_plan_isolated(ctx: Context, timeout: float = LOAD_TIMEOUT) -> Plan:
+    """:func:`suite.plan` in a worker (a crash while importing an adapter is contained).
+
+    Raises :class:`WorkerDied` or :class:`WorkerError` on failure.
+    """
+    replies: queue.Queue = queue.Queue()
+    worker = _Worker(replies, _env())
+    try:
+        worker.send({"op": "plan", "context": ctx.to_dict()})
+        try:
+            _, line = replies.get(timeout=timeout)
+        except queue.Empty:
+            worker.kill()
+            raise WorkerDied(f"planning timed out after {timeout:g}s") from None
+        if line is None:
+            worker.proc.wait(timeout=10)
+            raise WorkerDied(f"worker exited with status {worker.proc.returncode} while "
+                             f"loading the adapter\n{worker.stderr_tail()}")  # fmt: skip
+        reply = json.loads(line)
+        if not reply["ok"]:
+            raise WorkerError(reply["error"], reply["traceback"])
+        return plan_from_dict(reply["plan"])
+    finally:
+        if worker.proc.poll() is None:
+            worker.stop()
+        else:
+            worker.close()
+
+
+class WorkerPool:
+    """Runs cases on up to ``jobs`` worker processes with a per-case timeout."""
+
+    def __init__(self, jobs: int = 1, timeout: float = 120.0, load_timeout=LOAD_TIMEOUT):
+        self.jobs = max(1, int(jobs))
+        self.timeout = float(timeout)
+        self.load_timeout = float(load_timeout)
+        self.restarts = 0
+
+    def run(self, cases: list[Case], ctx: Context, on_result: Callable[[dict], None]) -> None:
+        """Run ``cases``; ``on_result(result)`` as each one finishes (any order)."""
+        pending = deque(cases)
+        replies: queue.Queue = queue.Queue()
+        workers: list[_Worker] = []
+        env = _env()
+        try:
+            while pending or any(w.case is not None for w in workers):
+                # Start or feed workers.
+                for w in workers:
+                    if w.case is None and w.loaded and pending:
+                        self._assign(w, pending.popleft(), ctx)
+                while pending and len(workers) < self.jobs:
+                    w = _Worker(replies, env)
+                    w.send({"op": "load", "context": ctx.to_dict()})
+                    w.case, w.deadline = pending.popleft(), time.monotonic() + self.load_timeout
+                    w.started = time.monotonic()
+                    workers.append(w)
+                now = time.monotonic()
+                deadlines = [w.deadline for w in workers if w.deadline is not None]
+                wait = max(0.0, min(deadlines) - now) if deadlines else 1.0
+                try:
+                    worker, line = replies.get(timeout=wait)
+                except queue.Empty:
+                    self._expire(workers, ctx, on_result)
+                    continue
+                if worker not in workers:
+                    continue  # a reply from a worker already killed
+                self._reply(worker, line, workers, ctx, on_result)
+        finally:
+            for w in workers:
+                if w.case is None:
+                    w.stop()
+                else:
+                    w.kill()
+
+    def _assign(self, w: _Worker, case: Case, ctx: Context) -> None:
+        w.case = case
+        w.started = time.monotonic()
+        w.deadline = w.started + self.timeout
+        w.send({"op": "run", "context": ctx.to_dict(), "case": case.to_dict()})
+
+    def _reply(self, w: _Worker, line, workers, ctx, on_result) -> None:
+        case = w.case
+        if line is None:  # the worker died
+            status = w.proc.wait(timeout=10)
+            tail = w.stderr_tail()
+            workers.remove(w)
+            w.close()
+            self.restarts += 1
+            if case is not None:
+                what = "loading the adapter" if not w.loaded else "running this case"
+                on_result(error_result(case, ctx, f"worker process died ({_exit_text(status)}) "
+                                       f"while {what}", tail,
+                                       time.monotonic() - w.started))  # fmt: skip
+            return
+        reply = json.loads(line)
+        if not w.loaded:  # the reply to "load"
+            w.loaded = True
+            if not reply["ok"]:
+                w.case, w.deadline = None, None
+                on_result(error_result(case, ctx, f"cannot load adapter: {reply['error']}",
+                                       reply["traceback"]))  # fmt: skip
+                return
+            self._assign(w, case, ctx)
+            return
+        w.case, w.deadline = None, None
+        if reply["ok"]:
+            on_result(reply["result"])
+        else:
+            on_result(error_result(case, ctx, reply["error"], reply["traceback"]))
+
+    def _expire(self, workers, ctx, on_result) -> None:
+        now = time.monotonic()
+        for w in list(workers):
+            if w.deadline is not None and w.deadline <= now and w.case is not None:
+                case, loading = w.case, not w.loaded
+                limit = self.load_timeout if loading else self.timeout
+                tail = w.stderr_tail()
+                w.kill()
+                workers.remove(w)
+                self.restarts += 1
+                what = "loading the adapter" if loading else "the case"
+                on_result(error_result(case, ctx, f"timeout after {limit:g}s ({what}); "
+                                       "the worker was killed", tail,
+                                       now - w.started))  # fmt: skip
+
+
+def _exit_text(status: int | None) -> str:
+    if status is None:
+        return "still running"
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exit status {status}"
+
+
+if __name__ == "__main__":
+    main()
