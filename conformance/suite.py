@@ -288,7 +288,7 @@ def run_case(case: Case, ctx: Context, adapter=None) -> dict:
     return result
 
 
-def _effective_policy(ctx: Context, adapter) -> Policy:
+def effective_policy(ctx: Context, adapter) -> Policy:
     policy = ctx.policy()
     if policy.mode == "resync" and not adapter.capabilities().load:
         policy = Policy(mode="free", ulps=policy.ulps)
@@ -302,7 +302,7 @@ class _Deviation(AssertionError):
 def _run_property(case: Case, ctx: Context, adapter) -> dict:
     module = strategies_module(ctx)
     strategy = module.scenarios(case.optimizer, case.feature, case.dtype, case.profile)
-    policy = _effective_policy(ctx, adapter)
+    policy = effective_policy(ctx, adapter)
     return _run_drawn(case, ctx, adapter, strategy,
                       lambda scenario: engine.check(scenario, adapter, policy),
                       engine.divergence_dict, policy.describe(case.dtype))  # fmt: skip
@@ -458,7 +458,7 @@ class _DrawnRun:
 
 def _run_seed(case: Case, ctx: Context, adapter) -> dict:
     scenario, _ = seed_page_scenarios(case.profile)[case.feature.removeprefix("seed:")]
-    policy = _effective_policy(ctx, adapter)
+    policy = effective_policy(ctx, adapter)
     result = {**base_result(case, ctx), "tolerance": policy.describe(case.dtype), "examples": 1}
     found = engine.check(scenario, adapter, policy)
     if found is None:

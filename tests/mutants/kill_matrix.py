@@ -159,7 +159,7 @@ def _run_property(case: Case, ctx: Context, adapter, outcome: Outcome) -> _Kill 
 
     module = suite.strategies_module(ctx)
     strategy = module.scenarios(case.optimizer, case.feature, case.dtype, case.profile)
-    policy = suite._effective_policy(ctx, adapter)
+    policy = suite.effective_policy(ctx, adapter)
     caps = adapter.capabilities()
     level = settings.LEVELS[ctx.level]
     base = settings.hypothesis_settings(ctx.level, ctx.max_examples)
