@@ -187,7 +187,38 @@ class LearningRateSchedule:
         return f"{type(self).__name__}({items})"
 
 
-class ExponentialDecay(LearningRateSchedule):
+class _RateDecay(LearningRateSchedule):
+    """Shared by ExponentialDecay and InverseTimeDecay: same arguments, same progress
+    ``p = step / decay_steps`` (floored if ``staircase``), in the schedule's dtype."""
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name=None):
+        self.initial_learning_rate = initial_learning_rate
+        self.decay_steps = decay_steps
+        self.decay_rate = decay_rate
+        self.staircase = staircase
+        self.name = name
+
+    def _progress(self, step):
+        """``(initial rate, dtype, cast decay_rate, p)`` in tf-keras's operation order."""
+        lr, dtype = _compute_dtype(self.initial_learning_rate)
+        decay_steps = _cast(self.decay_steps, dtype, "decay_steps")
+        decay_rate = _cast(self.decay_rate, dtype, "decay_rate")
+        p = _cast(step, dtype, "step") / decay_steps
+        if self.staircase:
+            p = np.floor(p)
+        return lr, dtype, decay_rate, p
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "decay_rate": self.decay_rate,
+            "staircase": self.staircase,
+            "name": self.name,
+        }
+
+
+class ExponentialDecay(_RateDecay):
     """Exponential decay.
 
         p  = step / decay_steps          (p = ⌊p⌋ if staircase)
@@ -201,31 +232,10 @@ class ExponentialDecay(LearningRateSchedule):
     ``decay_steps <= 0``.
     """
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name=None):
-        self.initial_learning_rate = initial_learning_rate
-        self.decay_steps = decay_steps
-        self.decay_rate = decay_rate
-        self.staircase = staircase
-        self.name = name
-
     @_ieee
     def __call__(self, step):
-        lr, dtype = _compute_dtype(self.initial_learning_rate)
-        decay_steps = _cast(self.decay_steps, dtype, "decay_steps")
-        decay_rate = _cast(self.decay_rate, dtype, "decay_rate")
-        p = _cast(step, dtype, "step") / decay_steps
-        if self.staircase:
-            p = np.floor(p)
+        lr, _, decay_rate, p = self._progress(step)
         return lr * np.power(decay_rate, p)
-
-    def get_config(self):
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "decay_steps": self.decay_steps,
-            "decay_rate": self.decay_rate,
-            "staircase": self.staircase,
-            "name": self.name,
-        }
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -360,7 +370,7 @@ class PolynomialDecay(LearningRateSchedule):
         }
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_RateDecay):
     """Inverse-time decay.
 
         p  = step / decay_steps          (p = ⌊p⌋ if staircase)
@@ -373,32 +383,11 @@ class InverseTimeDecay(LearningRateSchedule):
     Keras 3 defaults ``name`` to ``"InverseTimeDecay"`` and requires ``decay_steps > 0``.
     """
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name=None):
-        self.initial_learning_rate = initial_learning_rate
-        self.decay_steps = decay_steps
-        self.decay_rate = decay_rate
-        self.staircase = staircase
-        self.name = name
-
     @_ieee
     def __call__(self, step):
-        lr, dtype = _compute_dtype(self.initial_learning_rate)
-        decay_steps = _cast(self.decay_steps, dtype, "decay_steps")
-        decay_rate = _cast(self.decay_rate, dtype, "decay_rate")
-        p = _cast(step, dtype, "step") / decay_steps
-        if self.staircase:
-            p = np.floor(p)
+        lr, dtype, decay_rate, p = self._progress(step)
         denom = _cast(1, dtype, "1") + decay_rate * p
         return lr / denom
-
-    def get_config(self):
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "decay_steps": self.decay_steps,
-            "decay_rate": self.decay_rate,
-            "staircase": self.staircase,
-            "name": self.name,
-        }
 
 
 class CosineDecay(LearningRateSchedule):
