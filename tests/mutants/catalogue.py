@@ -1011,11 +1011,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "exponential_decay_staircase_ignored",
         "schedules.py",
         _lines(
-            "        if self.staircase:",
-            "            p = np.floor(p)",
+            "        lr, _, decay_rate, p = self._progress(step)",
             "        return lr * np.power(decay_rate, p)",
         ),
-        "        return lr * np.power(decay_rate, p)",
+        _lines(
+            "        lr, dtype, decay_rate, _ = self._progress(step)",
+            '        p = _cast(step, dtype, "step") / '
+            '_cast(self.decay_steps, dtype, "decay_steps")',
+            "        return lr * np.power(decay_rate, p)",
+        ),
         "ExponentialDecay ignores staircase=True (continuous decay)",
         features=("schedule",),
         witness=lambda: scenario(
