@@ -18,10 +18,11 @@ NAME = "numpy"
 
 
 class ReferenceSession(Session):
-    def __init__(self, package, scenario, numerics: str = "faithful", perturbation: float = 0.0):
+    def __init__(self, package, scenario, numerics="faithful", perturbation=0.0, flush=None):
         self._package = package
         self._scenario = scenario
         self._perturbation = perturbation
+        self._flush = flush
         self._calls = 0
         dtype = _compute_dtype(package, scenario.dtype, numerics)
         self._promote = dtype
@@ -63,7 +64,9 @@ class ReferenceSession(Session):
         self._calls += 1
         if not self._perturbation:
             return contextlib.nullcontext()
-        return self._package.dtypes.monte_carlo(self._perturbation, seed=self._calls)
+        return self._package.dtypes.monte_carlo(
+            self._perturbation, seed=self._calls, flush=self._flush
+        )
 
     def observe(self) -> Observation:
         opt = self._optimizer
@@ -135,15 +138,22 @@ class ReferenceAdapter(Adapter):
     """The reference (or a package laid out like it) as an adapter."""
 
     def __init__(
-        self, package="optcheck.reference", name: str = NAME, numerics="faithful", perturbation=0.0
+        self,
+        package="optcheck.reference",
+        name: str = NAME,
+        numerics="faithful",
+        perturbation=0.0,
+        flush=None,
     ):
         """``numerics``: "faithful", "oracle" (float64) or "extended" (x87); a non-zero
-        ``perturbation`` runs Monte Carlo arithmetic of that relative size (error
-        estimates of the conformance engine)."""
+        ``perturbation`` runs Monte Carlo arithmetic of that relative size, flushing
+        magnitudes below ``flush`` to zero when given (error estimates of the
+        conformance engine)."""
         self._package = importlib.import_module(package) if isinstance(package, str) else package
         self.name = name
         self.numerics = numerics
         self.perturbation = perturbation
+        self.flush = flush
 
     def version(self) -> str:
         from optcheck import __version__
@@ -159,7 +169,9 @@ class ReferenceAdapter(Adapter):
         )
 
     def open(self, scenario) -> ReferenceSession:
-        return ReferenceSession(self._package, scenario, self.numerics, self.perturbation)
+        return ReferenceSession(
+            self._package, scenario, self.numerics, self.perturbation, self.flush
+        )
 
 
 def factory() -> ReferenceAdapter:

@@ -32,6 +32,8 @@ ENTRY_POINT_GROUP = "optcheck.adapters"
 #: import without its library (``availability()`` says what is missing).
 BUNDLED: dict[str, str] = {
     "numpy": "optcheck.adapters.numpy_reference:factory",
+    "jax": "optcheck.adapters.jax_xla:factory",
+    "tf": "optcheck.adapters.tf_xla:factory",
 }
 
 

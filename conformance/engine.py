@@ -149,6 +149,7 @@ def check(
     mca_adapter = ReferenceAdapter(
         numerics=_oracle_numerics(scenario.dtype),
         perturbation=tol.PERTURB * tol.UNIT_ROUNDOFF[scenario.dtype],
+        flush=tol.smallest_normal(scenario.dtype),
     )
     g_session = golden.open(scenario)
     c_session = candidate.open(scenario)

@@ -33,6 +33,10 @@ for float64) — the *oracle* — twice: plainly, and in Monte Carlo arithmetic 
 1997), where every floating-point operation's result is multiplied by a random
 ``1 + δ``, ``|δ| ≤ PERTURB·u``: a simulation of an implementation that rounds every
 operation differently, libm calls included (reference/dtypes.py, ``monte_carlo``).
+The perturbed run also flushes subnormal magnitudes of the dtype under test to zero,
+as XLA:CPU, TensorFlow's CPU kernels and GPUs do: a subnormal intermediate (a tiny
+gradient times a global-norm scale) that IEEE arithmetic keeps and flush-to-zero
+arithmetic drops can be amplified by a later division (RMSprop's ``1/sqrt(ε)``).
 The first gives the golden's own rounding error ``E_g = max|golden − oracle|``; the
 second ``S = max|oracle − perturbed oracle|``, which grows with the cancellation the
 step suffers (two ``pow`` results subtracted in Ftrl) and jumps where a rounding-sized
@@ -108,6 +112,11 @@ class Policy:
         }
 
 
+def smallest_normal(dtype: str) -> float:
+    """The dtype's smallest normal magnitude (the flush-to-zero threshold)."""
+    return float(dtypes.finfo(dtypes.as_dtype(dtype)).smallest_normal)
+
+
 def reduction_size(scenario) -> int:
     """Largest number of elements one reduction of the scenario sums (norms, means)."""
     sizes = [int(np.size(v)) for v in scenario.initial_values] or [1]
@@ -157,7 +166,7 @@ def bound(
     scale = np.where(np.isfinite(prev), np.abs(prev), 0.0) + np.abs(g)
     n_u = reduced * u
     gamma = n_u / (1 - n_u) if n_u < 1 else np.inf
-    tiny = float(dtypes.finfo(dtypes.as_dtype(dtype)).smallest_normal)
+    tiny = smallest_normal(dtype)
     with np.errstate(invalid="ignore", over="ignore"):
         return (2 * OPS * u + gamma) * scale + carried + MEASURED * measured + tiny
 

@@ -106,8 +106,11 @@ def cast(x, dtype) -> np.ndarray:
 # The conformance suite estimates how much another valid rounding of the same
 # computation could change a result: it reruns a step in high precision with every
 # floating-point operation's result multiplied by (1 + δ), |δ| ≤ u of the dtype under
-# test (Parker's Monte Carlo arithmetic). Outside ``monte_carlo()`` nothing changes:
-# ``wrap`` returns its argument.
+# test (Parker's Monte Carlo arithmetic). With ``flush``, results (and inputs) smaller in
+# magnitude than the dtype's smallest normal become zero, as in the flush-to-zero
+# arithmetic of XLA:CPU, TensorFlow's CPU kernels and GPUs: also a valid execution of the
+# same computation. Outside ``monte_carlo()`` nothing changes: ``wrap`` returns its
+# argument.
 _mca: dict = {}
 
 
@@ -134,20 +137,28 @@ def _perturb(result):
         return arr.view(_Perturbed) if _mca else arr
     size, rng = _mca["size"], _mca["rng"]
     delta = rng.uniform(-size, size, size=arr.shape)
-    return (arr * (1 + delta).astype(arr.dtype)).view(_Perturbed)
+    return _flush(arr * (1 + delta).astype(arr.dtype)).view(_Perturbed)
+
+
+def _flush(arr):
+    tiny = _mca.get("flush")
+    if not tiny:
+        return arr
+    return np.where(np.abs(arr) < tiny, np.copysign(np.zeros_like(arr), arr), arr)
 
 
 def wrap(x):
     """Inside ``monte_carlo()``, make ``x`` an array whose operations are perturbed."""
     if _mca and isinstance(x, np.ndarray) and not isinstance(x, _Perturbed):
-        return x.view(_Perturbed)
+        return _flush(x).view(_Perturbed) if x.dtype.kind == "f" else x.view(_Perturbed)
     return x
 
 
 @contextlib.contextmanager
-def monte_carlo(size: float, seed: int = 0):
-    """Perturb every floating-point operation result by a relative δ, |δ| ≤ ``size``."""
-    _mca.update(size=size, rng=np.random.default_rng(seed))
+def monte_carlo(size: float, seed: int = 0, flush: float | None = None):
+    """Perturb every floating-point operation result by a relative δ, |δ| ≤ ``size``;
+    with ``flush``, results and inputs below it in magnitude become (signed) zero."""
+    _mca.update(size=size, rng=np.random.default_rng(seed), flush=flush)
     try:
         yield
     finally:

@@ -1,0 +1,208 @@
+"""The golden semantics in JAX: a functional optimizer compiled with ``jax.jit``.
+
+::
+
+    from optcheck.adapters.xla import jax_backend as xj
+
+    opt = xj.optimizer({"class_name": "Adam", "config": {"learning_rate": 1e-3}})
+    state = opt.init(params)                          # params: a list of arrays
+    params, state = opt.update(grads, state, params)  # grads: arrays or None
+
+``update`` runs one ``apply_gradients`` of the reference (:mod:`.core`) as one XLA
+program. The program is cached by its static structure (optimizer options, which
+gradients are None, clipping kind, …) and by shapes, so one compilation serves every
+hyper-parameter value: learning rate, betas, ε, clip thresholds, weight decay and EMA
+momentum are traced float64 scalars. ``params`` and ``state`` are donated, so XLA
+updates them in place (do not reuse the arrays you passed in).
+
+The learning rate of a schedule is the reference schedule's value at the current
+step, computed on the host; a schedule or Keras 3 gradient accumulation therefore
+reads the step counter from the device once per step. A float learning rate never
+does.
+
+``flatten=True`` packs the variables of each dtype into one buffer (``pack`` /
+``unpack``), for optimizers whose update is element-wise (all but Adafactor) and
+without per-tensor clipping or weight-decay exclusions: many small tensors then cost
+one fused loop.
+
+Float64 variables need JAX's 64-bit mode, which importing this module turns on
+(``jax_enable_x64``). On a GPU or TPU, arrays live on the default device; run with
+``JAX_PLATFORMS=cpu`` to force the CPU.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp  # noqa: E402
+
+from optcheck.reference import optimizers as reference_optimizers  # noqa: E402
+from optcheck.reference.schedules import LearningRateSchedule  # noqa: E402
+
+from . import core  # noqa: E402
+from .ops import JaxOps  # noqa: E402
+
+OPS = JaxOps()
+
+#: Optimizers whose update reads every element independently (flattening is exact).
+ELEMENTWISE = frozenset(core.RULES) - {"Adafactor"}
+
+
+def optimizer(spec, profile="keras2", flatten=False) -> Optimizer:
+    """An optimizer from a Keras serialization dict (or a reference optimizer)."""
+    if isinstance(spec, dict | str):
+        spec = reference_optimizers.deserialize(spec, profile=profile)
+    return Optimizer(spec, flatten=flatten)
+
+
+def replica_sum(replicas: int):
+    """A cross-device aggregation for ``replicas`` replicas, or None when this process
+    has fewer devices: replica r's gradients go to device r of a mesh and are summed by
+    ``psum`` inside ``shard_map`` (an all-reduce)."""
+    devices = jax.devices()
+    if replicas < 2 or len(devices) < replicas:
+        return None
+    from jax.sharding import Mesh, PartitionSpec
+
+    mesh = Mesh(np.array(devices[:replicas]), ("replica",))
+
+    def total(stacked):
+        return jax.lax.psum(stacked[0], "replica")
+
+    summed = jax.shard_map(
+        total, mesh=mesh, in_specs=PartitionSpec("replica"), out_specs=PartitionSpec()
+    )
+
+    def aggregate(per_replica):
+        per_variable = zip(*per_replica, strict=True)
+        return [summed(jnp.stack(list(gs))) for gs in per_variable]
+
+    return aggregate
+
+
+@functools.cache
+def _compiled(static: core.Static):
+    aggregate = replica_sum(static.replicas)
+
+    def run(hyper, lr, params, state, grads, masks):
+        count = state["count"]
+        params, slots, glob = core.step(
+            OPS, static, hyper, lr, count, params, state["slots"], state["glob"], grads,
+            aggregate=aggregate, masks=masks,
+        )  # fmt: skip
+        return params, {"count": count + 1, "slots": slots, "glob": glob}
+
+    return jax.jit(run, donate_argnums=(2, 3))
+
+
+class Optimizer:
+    """A reference optimizer's configuration with a compiled, functional step."""
+
+    def __init__(self, reference, flatten=False, stacked=False):
+        self.reference = reference
+        self.flatten = flatten
+        #: Variables are the rows of one array, with row masks (see :mod:`.buckets`).
+        self.stacked = stacked
+        self._options = None
+        self._hyper = None
+        self._layout = None
+
+    # -- state ------------------------------------------------------------------------
+    def init(self, params, iterations: int = 0, names=None, exclude=()):
+        """Slots for ``params`` (their values now: keras2's EMA starts as a copy).
+
+        ``names`` (the variables' names) and ``exclude`` (indices) select the variables
+        weight decay skips, with the reference optimizer's ``exclude_from_weight_decay``
+        name patterns.
+        """
+        params = list(params)
+        if self.flatten:
+            params = self.pack(params)
+        dtypes = [OPS.dtype(p) for p in params]
+        self._options, hyper = core.plan(self.reference, dtypes)
+        self._hyper = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in hyper.items()}
+        if self.stacked:  # rows to decay come in the traced mask
+            self._decay = (self.reference.weight_decay is not None,)
+        else:
+            self._decay = tuple(
+                core.decays(self.reference, i, names, exclude) for i in range(len(params))
+            )
+        static = self._static(["dense"] * len(params), 0)
+        slots, glob = core.initial_slots(OPS, static, self._hyper, params)
+        return {"count": jnp.asarray(iterations, jnp.int64), "slots": slots, "glob": glob}
+
+    def _static(self, kinds, count, replicas=0) -> core.Static:
+        options = dict(self._options)
+        k = options["accumulation"]
+        phase = "update" if not k or (count + 1) % k == 0 else "micro"
+        return core.Static(
+            **options, decay=self._decay, kinds=tuple(kinds), replicas=replicas, phase=phase,
+            stacked=self.stacked,
+        )  # fmt: skip
+
+    # -- step -------------------------------------------------------------------------
+    def learning_rate(self, count: int):
+        """The step's learning rate, in the dtype the reference holds it."""
+        lr = self.reference._learning_rate
+        if isinstance(lr, LearningRateSchedule):
+            return np.asarray(lr(np.asarray(count, np.int64)))
+        if callable(lr) and not hasattr(lr, "numpy"):
+            return np.asarray(lr(), np.float32)
+        return np.asarray(lr.numpy(), np.float32)
+
+    def needs_host_count(self) -> bool:
+        return isinstance(self.reference._learning_rate, LearningRateSchedule) or bool(
+            self.reference.gradient_accumulation_steps
+        )
+
+    def update(self, grads, state, params, count: int | None = None, masks=None):
+        """Apply one step; returns ``(params, state)``. ``count``, when the caller knows
+        it, spares reading the step counter from the device; ``masks`` are the row
+        masks of a stacked optimizer."""
+        grads = list(grads)
+        if self._options is None:
+            raise RuntimeError("Call init(params) before update().")
+        if count is None:
+            count = int(state["count"]) if self.needs_host_count() else 0
+        kinds = [None if g is None else "dense" for g in grads]
+        replicas = 0
+        if any(isinstance(g, tuple) for g in grads):
+            replicas = len(next(g for g in grads if isinstance(g, tuple)))
+        static = self._static(kinds, count, replicas)
+        lr = self.learning_rate(count)
+        return _compiled(static)(self._hyper, lr, list(params), state, grads, masks)
+
+    # -- flattening -------------------------------------------------------------------
+    def pack(self, tensors):
+        """Concatenate tensors into one flat buffer (the layout is remembered)."""
+        tensors = list(tensors)
+        if self._layout is None:
+            self._check_flattenable()
+            self._layout = [(tuple(t.shape), OPS.dtype(t)) for t in tensors]
+            if len({d for _, d in self._layout}) != 1:
+                raise ValueError("flatten=True needs variables of one dtype.")
+        return [jnp.concatenate([jnp.ravel(t) for t in tensors])]
+
+    def unpack(self, flat):
+        """The tensors of a packed buffer, in their shapes."""
+        (buffer,) = flat
+        out, start = [], 0
+        for shape, _ in self._layout:
+            size = int(np.prod(shape))
+            out.append(buffer[start : start + size].reshape(shape))
+            start += size
+        return out
+
+    def _check_flattenable(self):
+        ref = self.reference
+        name = type(ref).__name__
+        if name not in ELEMENTWISE:
+            raise ValueError(f"flatten=True: {name}'s update is not element-wise.")
+        if ref.clipnorm:
+            raise ValueError("flatten=True: clipnorm clips each tensor separately.")
+        if ref._exclude_from_weight_decay or ref._exclude_from_weight_decay_names:
+            raise ValueError("flatten=True: weight-decay exclusions are per tensor.")

@@ -1,0 +1,100 @@
+"""The array namespace the core is written against, for JAX and for TensorFlow.
+
+Only what the optimizers need: element-wise maths, reductions, casts, and (TensorFlow
+only) the gather / scatter of sparse rows. Every operand the core passes has the
+dtype it wants: the core never relies on either library's type promotion.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class JaxOps:
+    name = "jax"
+
+    def __init__(self):
+        import jax.numpy as jnp
+
+        self.np = jnp
+
+    def constant(self, value, dtype):
+        return self.np.asarray(np.asarray(value, dtype=np.float64).astype(np.dtype(_np(dtype))))
+
+    def cast(self, x, dtype):
+        return self.np.asarray(x).astype(_np(dtype))
+
+    def dtype(self, x) -> str:
+        return _name(x.dtype)
+
+    def copy(self, x):
+        return self.np.array(x, copy=True)
+
+    def shape(self, x) -> tuple:
+        return tuple(x.shape)
+
+    def __getattr__(self, item):
+        # sqrt, square, abs, sign, maximum, minimum, where, power, floor, sum, mean,
+        # expand_dims, zeros_like, logical_and: the NumPy names.
+        return getattr(self.np, item)
+
+
+class TfOps:
+    name = "tf"
+
+    def __init__(self):
+        import tensorflow as tf
+
+        self.tf = tf
+        m = tf.math
+        self.sqrt, self.square, self.abs, self.sign = m.sqrt, m.square, m.abs, m.sign
+        self.maximum, self.minimum, self.power, self.floor = m.maximum, m.minimum, m.pow, m.floor
+        self.where, self.expand_dims, self.zeros_like = tf.where, tf.expand_dims, tf.zeros_like
+        self.logical_and = m.logical_and
+
+    def constant(self, value, dtype):
+        return self.tf.constant(np.asarray(value, dtype=np.float64).astype(_np(dtype)))
+
+    def cast(self, x, dtype):
+        return self.tf.cast(x, dtype)
+
+    def dtype(self, x) -> str:
+        return x.dtype.name
+
+    def copy(self, x):
+        return self.tf.identity(x)
+
+    def shape(self, x) -> tuple:
+        return tuple(x.shape)
+
+    def sum(self, x, axis=None, keepdims=False):
+        return self.tf.reduce_sum(x, axis=axis, keepdims=keepdims)
+
+    def mean(self, x, axis=None, keepdims=False):
+        return self.tf.reduce_mean(x, axis=axis, keepdims=keepdims)
+
+    def gather(self, x, indices):
+        return self.tf.gather(x, indices)
+
+    def scatter_add(self, x, indices, values):
+        return self.tf.tensor_scatter_nd_add(x, self.tf.expand_dims(indices, -1), values)
+
+    def unique_sum(self, values, indices):
+        """``tf.unique`` + ``unsorted_segment_sum``: repeated rows summed, first-seen order."""
+        unique, positions = self.tf.unique(indices)
+        summed = self.tf.math.unsorted_segment_sum(values, positions, self.tf.size(unique))
+        return summed, unique
+
+    def to_dense(self, values, indices, shape):
+        zeros = self.tf.zeros(shape, values.dtype)
+        return self.tf.tensor_scatter_nd_add(zeros, self.tf.expand_dims(indices, -1), values)
+
+
+def _np(dtype):
+    import ml_dtypes
+
+    return ml_dtypes.bfloat16 if str(dtype) == "bfloat16" else np.dtype(str(dtype))
+
+
+def _name(dtype) -> str:
+    return "bfloat16" if str(dtype) == "bfloat16" else np.dtype(dtype).name

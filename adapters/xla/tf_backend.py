@@ -1,0 +1,276 @@
+"""The golden semantics in TensorFlow: an optimizer on ``tf.Variable``\\ s whose whole
+apply step is one XLA program.
+
+::
+
+    from optcheck.adapters.xla import tf_backend as xt
+
+    opt = xt.Optimizer.from_spec({"class_name": "Adam", "config": {"learning_rate": 1e-3}})
+    opt.apply_gradients(zip(grads, variables))     # grads: tensors, IndexedSlices or None
+
+The seed page's API: ``apply_gradients`` (with ``skip_gradients_aggregation``),
+``minimize``, ``build``, ``iterations``, ``learning_rate``, ``variables``,
+``get_slot``, ``exclude_from_weight_decay``, ``finalize_variable_values``,
+``get_config`` / ``from_config``. Argument checking, configuration and schedules are
+the reference optimizer's (:attr:`Optimizer.reference`); the step — clipping, sparse
+deduplication, weight decay, the update of every variable, EMA and the counter — is
+one ``tf.function(jit_compile=True)`` (not one XLA cluster per variable as tf-keras
+does). ``jit_compile=False`` runs the same function as a plain graph.
+
+The program is traced once per structure (which gradients are None or sparse,
+shapes, dtypes) and serves every hyper-parameter value: hyper-parameters and the
+learning rate are float64 / learning-rate-dtype tensor arguments. A schedule's value
+is the reference schedule's at the current step, computed on the host.
+
+Inside XLA, repeated sparse indices are summed into their first occurrence with an
+``n × n`` comparison (XLA needs static shapes; ``tf.unique`` has none), and later
+occurrences carry zero rows, which the scatter-adds leave unchanged.
+
+On a machine with a GPU, TensorFlow places variables and the program there.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from optcheck.reference import optimizers as reference_optimizers
+from optcheck.reference.schedules import LearningRateSchedule
+
+from . import core
+from .ops import TfOps
+
+
+class XlaTfOps(TfOps):
+    """``unique_sum`` with static shapes, for programs compiled by XLA."""
+
+    def unique_sum(self, values, indices):
+        tf = self.tf
+        same = tf.equal(tf.expand_dims(indices, 1), tf.expand_dims(indices, 0))
+        first = tf.argmax(tf.cast(same, tf.int32), axis=1, output_type=indices.dtype)
+        summed = tf.math.unsorted_segment_sum(values, first, tf.size(indices))
+        return summed, indices
+
+
+OPS = {True: XlaTfOps(), False: TfOps()}
+
+
+class Optimizer:
+    """A reference optimizer's configuration, applied to ``tf.Variable``\\ s by one
+    compiled program per step."""
+
+    def __init__(self, reference, jit_compile: bool = True):
+        self.reference = reference
+        self.jit_compile = bool(jit_compile)
+        self._ops = OPS[self.jit_compile]
+        self._iterations = tf.Variable(
+            int(reference.iterations.numpy()), dtype=tf.int64, trainable=False, name="iteration"
+        )
+        self._count = int(reference.iterations.numpy())
+        self._built = False
+        self._variables = []
+        self._slots = []
+        self._glob = {}
+        self._functions = {}
+        self._exclude_ids = set()
+        self._lr = None
+
+    @classmethod
+    def from_spec(cls, spec, profile="keras2", jit_compile=True) -> Optimizer:
+        """From a Keras serialization dict ``{"class_name", "config"}``."""
+        return cls(reference_optimizers.deserialize(spec, profile=profile), jit_compile)
+
+    @classmethod
+    def from_config(cls, config, class_name: str, profile="keras2", jit_compile=True):
+        return cls.from_spec({"class_name": class_name, "config": config}, profile, jit_compile)
+
+    def get_config(self) -> dict:
+        return self.reference.get_config()
+
+    # -- attributes ---------------------------------------------------------------------
+    @property
+    def iterations(self) -> tf.Variable:
+        return self._iterations
+
+    @property
+    def learning_rate(self):
+        """The learning rate of the last step (or of step 0 before any)."""
+        return self._lr if self._lr is not None else self._learning_rate(self._count)
+
+    @property
+    def variables(self) -> list[tf.Variable]:
+        out = [self._iterations]
+        for slots in self._slots:
+            out += list(slots.values())
+        return out + list(self._glob.values())
+
+    def get_slot(self, variable, name: str) -> tf.Variable:
+        return self._slots[self._index(variable)][name]
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        if self._built:
+            raise ValueError(
+                "`exclude_from_weight_decay()` can only be configued before the optimizer is built."
+            )
+        self._exclude_ids = {id(v) for v in var_list or []}
+        self.reference._exclude_from_weight_decay_names = list(var_names or [])
+
+    # -- build --------------------------------------------------------------------------
+    def build(self, var_list):
+        var_list = list(var_list)
+        self._variables = var_list
+        self._index_of = {id(v): i for i, v in enumerate(var_list)}
+        dtypes = [v.dtype.name for v in var_list]
+        self._options, hyper = core.plan(self.reference, dtypes)
+        self._hyper = {k: tf.constant(v, tf.float64) for k, v in hyper.items()}
+        names = [v.name.split(":")[0] for v in var_list]
+        excluded = {i for i, v in enumerate(var_list) if id(v) in self._exclude_ids}
+        self._decay = tuple(
+            core.decays(self.reference, i, names, excluded) for i in range(len(var_list))
+        )
+        static = self._static(["dense"] * len(var_list), 0)
+        values = [v.read_value() for v in var_list]
+        slots, glob = core.initial_slots(self._ops, static, self._hyper, values)
+        self._slots = [
+            {n: tf.Variable(a, trainable=False, name=f"{n}/{names[i]}") for n, a in s.items()}
+            for i, s in enumerate(slots)
+        ]
+        self._glob = {n: tf.Variable(a, trainable=False, name=n) for n, a in glob.items()}
+        self._built = True
+
+    def _index(self, variable) -> int:
+        try:
+            return self._index_of[id(variable)]
+        except (AttributeError, KeyError):
+            raise KeyError(
+                f"The optimizer cannot recognize variable {variable.name}: it was built "
+                "with other variables."
+            ) from None
+
+    def _static(self, kinds, count, replicas=0) -> core.Static:
+        options = dict(self._options)
+        k = options["accumulation"]
+        phase = "update" if not k or (count + 1) % k == 0 else "micro"
+        return core.Static(
+            **options, decay=self._decay, kinds=tuple(kinds), replicas=replicas, phase=phase
+        )
+
+    def _learning_rate(self, count: int):
+        lr = self.reference._learning_rate
+        if isinstance(lr, LearningRateSchedule):
+            return np.asarray(lr(np.asarray(count, np.int64)))
+        if callable(lr) and not hasattr(lr, "numpy"):
+            return np.asarray(lr(), np.float32)
+        return np.asarray(lr.numpy(), np.float32)
+
+    # -- apply --------------------------------------------------------------------------
+    def minimize(self, loss, var_list, tape=None):
+        """``apply_gradients`` of the gradients of ``loss`` (a callable, or a tensor
+        recorded by ``tape``)."""
+        if tape is None:
+            if not callable(loss):
+                raise ValueError("`tape` is required when a `Tensor` loss is passed.")
+            with tf.GradientTape() as tape:
+                value = loss()
+        else:
+            value = loss
+        var_list = list(var_list() if callable(var_list) else var_list)
+        grads = tape.gradient(value, var_list)
+        return self.apply_gradients(zip(grads, var_list, strict=True))
+
+    def apply_gradients(self, grads_and_vars, skip_gradients_aggregation=False):
+        """One step on every variable; returns ``iterations``. A gradient may be a
+        tensor, a ``tf.IndexedSlices``, None, or a tuple of per-replica values (summed
+        unless ``skip_gradients_aggregation``)."""
+        pairs = [tuple(p) for p in grads_and_vars]
+        if not pairs:
+            return self._iterations
+        if all(g is None for g, _ in pairs):
+            raise ValueError(
+                f"No gradients provided for any variable: {[v.name for _, v in pairs]}."
+            )
+        if not self._built:
+            self.build([v for _, v in pairs])
+        by_index = {self._index(v): g for g, v in pairs}
+        missing = [v.name for g, v in pairs if g is None]
+        if missing:
+            warnings.warn(
+                f"Gradients do not exist for variables {missing} when minimizing the loss.",
+                UserWarning,
+                stacklevel=2,
+            )
+        grads, kinds, replicas = [], [], 0
+        for i in range(len(self._variables)):
+            g = by_index.get(i)
+            if isinstance(g, tuple):
+                if skip_gradients_aggregation:
+                    raise TypeError("Per-replica gradients cannot skip aggregation.")
+                replicas = len(g)
+                kinds.append("sparse" if isinstance(g[0], tf.IndexedSlices) else "dense")
+                g = tuple(self._convert(r, i) for r in g)
+            elif g is not None:
+                kinds.append("sparse" if isinstance(g, tf.IndexedSlices) else "dense")
+                g = self._convert(g, i)
+            else:
+                kinds.append(None)
+            grads.append(g)
+        static = self._static(kinds, self._count, replicas)
+        k = static.accumulation
+        if not k or (self._count + 1) % k == 0:
+            self._lr = self._learning_rate(self._count)
+        lr = tf.constant(self._lr if self._lr is not None else self._learning_rate(0))
+        self._function(static)(self._variables, self._slots, self._glob, grads, self._hyper, lr)
+        self._count += 1
+        return self._iterations
+
+    def _convert(self, g, index):
+        if isinstance(g, tf.IndexedSlices):
+            return tf.IndexedSlices(g.values, tf.cast(g.indices, tf.int64), g.dense_shape)
+        return tf.convert_to_tensor(g)
+
+    def _function(self, static):
+        fn = self._functions.get(static)
+        if fn is None:
+            ops, iterations = self._ops, self._iterations
+
+            def apply(variables, slots, glob, grads, hyper, lr):
+                params = [v.read_value() for v in variables]
+                slot_values = [{n: s.read_value() for n, s in d.items()} for d in slots]
+                glob_values = {n: g.read_value() for n, g in glob.items()}
+                grads = [_sparse(g, v) for g, v in zip(grads, variables, strict=True)]
+                params, slot_values, glob_values = core.step(
+                    ops, static, hyper, lr, iterations.read_value(), params, slot_values,
+                    glob_values, grads,
+                )  # fmt: skip
+                for v, value, kind in zip(variables, params, static.kinds, strict=True):
+                    if kind is not None or static.use_ema:
+                        v.assign(value)
+                for d, values in zip(slots, slot_values, strict=True):
+                    for n, value in values.items():
+                        d[n].assign(value)
+                for n, value in glob_values.items():
+                    glob[n].assign(value)
+                iterations.assign_add(1)
+
+            fn = tf.function(apply, jit_compile=self.jit_compile, autograph=False)
+            self._functions[static] = fn
+        return fn
+
+    # -- EMA ----------------------------------------------------------------------------
+    def finalize_variable_values(self, var_list):
+        """With EMA, overwrite each variable with its moving average."""
+        if not self.reference.use_ema:
+            return
+        for v in var_list:
+            v.assign(self._slots[self._index(v)]["average"])
+
+
+def _sparse(g, variable):
+    """``tf.IndexedSlices`` (also per replica) as the core's :class:`~.core.Sparse`."""
+    if isinstance(g, tuple):
+        return tuple(_sparse(r, variable) for r in g)
+    if isinstance(g, tf.IndexedSlices):
+        return core.Sparse(g.values, g.indices, tuple(variable.shape))
+    return g
