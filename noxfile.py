@@ -37,3 +37,19 @@ def mutants(session):
         "python", "-m", "tests.mutants.kill_matrix", "--out", "reports/out/mutants",
         *session.posargs,
     )  # fmt: skip
+
+
+@nox.session
+def bench(session):
+    """Step-time benchmarks (benchmarks/README.md): pytest-benchmark JSON in
+    reports/out/bench/bench.json, then the issue's targets on it (fails if one fails).
+    Arguments after ``--`` go to pytest: ``nox -s bench -- -k Adam --bench-grid full``."""
+    session.install(".[bench,jax,tf,torch]")
+    out = "reports/out/bench"
+    session.run("python", "-c", f"import os; os.makedirs({out!r}, exist_ok=True)")
+    session.run(
+        "python", "-m", "pytest", "benchmarks", "--benchmark-only",
+        f"--benchmark-json={out}/bench.json", "--benchmark-columns=min,median,rounds,iterations",
+        *session.posargs,
+    )  # fmt: skip
+    session.run("python", "-m", "benchmarks.targets", f"{out}/bench.json")

@@ -9,8 +9,6 @@ the replicas are summed on one device, in order.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from optcheck.reference.optimizers import MODULES
@@ -24,10 +22,9 @@ HOST_DEVICES = 4
 
 
 def _ensure_host_devices():
-    flag = f"--xla_force_host_platform_device_count={HOST_DEVICES}"
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
+    from .xla import set_xla_flags
+
+    set_xla_flags(f"--xla_force_host_platform_device_count={HOST_DEVICES}")
 
 
 class JaxSession(Session):

@@ -13,3 +13,22 @@ Host-side work — constructor validation, ``get_config`` / ``from_config``, sch
 is the golden's own (:mod:`optcheck.reference`): the arguments mean exactly what the
 reference says, and only the per-step arithmetic is re-implemented for XLA.
 """
+
+import os
+
+#: XLA options the golden semantics need. ``xla_allow_excess_precision`` (on by default)
+#: lets XLA's GPU compiler drop a round trip such as float64 → float32 → float64 and
+#: keep bfloat16 / float16 arithmetic in float32: both break Keras's casting rules
+#: (``tf.cast`` of a Python hyper-parameter goes via float32; bfloat16 overflows). Found
+#: by the conformance suite on an H100 (float64 SGD momentum off by 1e-8 relative).
+FLAGS = ("--xla_allow_excess_precision=false",)
+
+
+def set_xla_flags(*extra: str) -> None:
+    """Add :data:`FLAGS` (and ``extra``) to ``XLA_FLAGS``; effective before JAX or
+    TensorFlow first initialises XLA."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    for flag in FLAGS + extra:
+        if flag.split("=")[0] not in flags:
+            flags = f"{flags} {flag}".strip()
+    os.environ["XLA_FLAGS"] = flags

@@ -34,8 +34,12 @@ from __future__ import annotations
 
 import functools
 
-import jax
 import numpy as np
+
+from . import set_xla_flags
+
+set_xla_flags()
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402

@@ -34,13 +34,17 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import tensorflow as tf
 
-from optcheck.reference import optimizers as reference_optimizers
-from optcheck.reference.schedules import LearningRateSchedule
+from . import set_xla_flags
 
-from . import core
-from .ops import TfOps
+set_xla_flags()
+import tensorflow as tf  # noqa: E402
+
+from optcheck.reference import optimizers as reference_optimizers  # noqa: E402
+from optcheck.reference.schedules import LearningRateSchedule  # noqa: E402
+
+from . import core  # noqa: E402
+from .ops import TfOps  # noqa: E402
 
 
 class XlaTfOps(TfOps):
@@ -61,9 +65,11 @@ class Optimizer:
     """A reference optimizer's configuration, applied to ``tf.Variable``\\ s by one
     compiled program per step."""
 
-    def __init__(self, reference, jit_compile: bool = True):
+    def __init__(self, reference, jit_compile: bool = True, stacked: bool = False):
         self.reference = reference
         self.jit_compile = bool(jit_compile)
+        #: One variable whose rows are the variables, with row masks (:mod:`.buckets`).
+        self.stacked = stacked
         self._ops = OPS[self.jit_compile]
         self._iterations = tf.Variable(
             int(reference.iterations.numpy()), dtype=tf.int64, trainable=False, name="iteration"
@@ -127,9 +133,12 @@ class Optimizer:
         self._hyper = {k: tf.constant(v, tf.float64) for k, v in hyper.items()}
         names = [v.name.split(":")[0] for v in var_list]
         excluded = {i for i, v in enumerate(var_list) if id(v) in self._exclude_ids}
-        self._decay = tuple(
-            core.decays(self.reference, i, names, excluded) for i in range(len(var_list))
-        )
+        if self.stacked:  # rows to decay come in the traced mask
+            self._decay = (self.reference.weight_decay is not None,)
+        else:
+            self._decay = tuple(
+                core.decays(self.reference, i, names, excluded) for i in range(len(var_list))
+            )
         static = self._static(["dense"] * len(var_list), 0)
         values = [v.read_value() for v in var_list]
         slots, glob = core.initial_slots(self._ops, static, self._hyper, values)
@@ -154,8 +163,9 @@ class Optimizer:
         k = options["accumulation"]
         phase = "update" if not k or (count + 1) % k == 0 else "micro"
         return core.Static(
-            **options, decay=self._decay, kinds=tuple(kinds), replicas=replicas, phase=phase
-        )
+            **options, decay=self._decay, kinds=tuple(kinds), replicas=replicas, phase=phase,
+            stacked=self.stacked,
+        )  # fmt: skip
 
     def _learning_rate(self, count: int):
         lr = self.reference._learning_rate
@@ -180,10 +190,11 @@ class Optimizer:
         grads = tape.gradient(value, var_list)
         return self.apply_gradients(zip(grads, var_list, strict=True))
 
-    def apply_gradients(self, grads_and_vars, skip_gradients_aggregation=False):
+    def apply_gradients(self, grads_and_vars, skip_gradients_aggregation=False, masks=None):
         """One step on every variable; returns ``iterations``. A gradient may be a
         tensor, a ``tf.IndexedSlices``, None, or a tuple of per-replica values (summed
-        unless ``skip_gradients_aggregation``)."""
+        unless ``skip_gradients_aggregation``). ``masks``: the row masks of a stacked
+        optimizer."""
         pairs = [tuple(p) for p in grads_and_vars]
         if not pairs:
             return self._iterations
@@ -221,7 +232,10 @@ class Optimizer:
         if not k or (self._count + 1) % k == 0:
             self._lr = self._learning_rate(self._count)
         lr = tf.constant(self._lr if self._lr is not None else self._learning_rate(0))
-        self._function(static)(self._variables, self._slots, self._glob, grads, self._hyper, lr)
+        masks = {} if masks is None else {k: tf.constant(v) for k, v in masks.items()}
+        self._function(static)(
+            self._variables, self._slots, self._glob, grads, self._hyper, lr, masks
+        )
         self._count += 1
         return self._iterations
 
@@ -235,14 +249,14 @@ class Optimizer:
         if fn is None:
             ops, iterations = self._ops, self._iterations
 
-            def apply(variables, slots, glob, grads, hyper, lr):
+            def apply(variables, slots, glob, grads, hyper, lr, masks):
                 params = [v.read_value() for v in variables]
                 slot_values = [{n: s.read_value() for n, s in d.items()} for d in slots]
                 glob_values = {n: g.read_value() for n, g in glob.items()}
                 grads = [_sparse(g, v) for g, v in zip(grads, variables, strict=True)]
                 params, slot_values, glob_values = core.step(
                     ops, static, hyper, lr, iterations.read_value(), params, slot_values,
-                    glob_values, grads,
+                    glob_values, grads, masks=masks or None,
                 )  # fmt: skip
                 for v, value, kind in zip(variables, params, static.kinds, strict=True):
                     if kind is not None or static.use_ema:
