@@ -128,6 +128,32 @@ def plan(optimizer, variable_dtypes) -> tuple[dict, dict]:
     return static, hyper
 
 
+def make_static(options, decay, kinds, count, replicas=0, stacked=False) -> Static:
+    """The :class:`Static` of one step: ``options`` from :func:`plan`, and what this
+    step's gradients and raw step ``count`` decide (a Keras 3 accumulation micro-step)."""
+    k = options["accumulation"]
+    phase = "update" if not k or (count + 1) % k == 0 else "micro"
+    return Static(
+        **options, decay=tuple(decay), kinds=tuple(kinds), replicas=replicas, phase=phase,
+        stacked=stacked,
+    )  # fmt: skip
+
+
+def learning_rate(optimizer, count: int):
+    """The learning rate of step ``count`` as the reference holds it (a schedule's value
+    in its dtype, otherwise the float32 variable), evaluated on the host."""
+    import numpy as np
+
+    from optcheck.reference.schedules import LearningRateSchedule
+
+    lr = optimizer._learning_rate
+    if isinstance(lr, LearningRateSchedule):
+        return np.asarray(lr(np.asarray(count, np.int64)))
+    if callable(lr) and not hasattr(lr, "numpy"):
+        return np.asarray(lr(), np.float32)
+    return np.asarray(lr.numpy(), np.float32)
+
+
 def decays(optimizer, index, names=None, exclude=()) -> bool:
     """Whether weight decay applies to variable ``index`` (named ``names[index]``):
     not excluded by index, nor by one of the optimizer's name patterns."""

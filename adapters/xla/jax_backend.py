@@ -140,23 +140,14 @@ class Optimizer:
         return {"count": jnp.asarray(iterations, jnp.int64), "slots": slots, "glob": glob}
 
     def _static(self, kinds, count, replicas=0) -> core.Static:
-        options = dict(self._options)
-        k = options["accumulation"]
-        phase = "update" if not k or (count + 1) % k == 0 else "micro"
-        return core.Static(
-            **options, decay=self._decay, kinds=tuple(kinds), replicas=replicas, phase=phase,
-            stacked=self.stacked,
-        )  # fmt: skip
+        return core.make_static(
+            self._options, self._decay, kinds, count, replicas, stacked=self.stacked
+        )
 
     # -- step -------------------------------------------------------------------------
     def learning_rate(self, count: int):
         """The step's learning rate, in the dtype the reference holds it."""
-        lr = self.reference._learning_rate
-        if isinstance(lr, LearningRateSchedule):
-            return np.asarray(lr(np.asarray(count, np.int64)))
-        if callable(lr) and not hasattr(lr, "numpy"):
-            return np.asarray(lr(), np.float32)
-        return np.asarray(lr.numpy(), np.float32)
+        return core.learning_rate(self.reference, count)
 
     def needs_host_count(self) -> bool:
         return isinstance(self.reference._learning_rate, LearningRateSchedule) or bool(

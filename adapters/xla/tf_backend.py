@@ -33,15 +33,12 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
-
 from . import set_xla_flags
 
 set_xla_flags()
 import tensorflow as tf  # noqa: E402
 
 from optcheck.reference import optimizers as reference_optimizers  # noqa: E402
-from optcheck.reference.schedules import LearningRateSchedule  # noqa: E402
 
 from . import core  # noqa: E402
 from .ops import TfOps  # noqa: E402
@@ -159,21 +156,12 @@ class Optimizer:
             ) from None
 
     def _static(self, kinds, count, replicas=0) -> core.Static:
-        options = dict(self._options)
-        k = options["accumulation"]
-        phase = "update" if not k or (count + 1) % k == 0 else "micro"
-        return core.Static(
-            **options, decay=self._decay, kinds=tuple(kinds), replicas=replicas, phase=phase,
-            stacked=self.stacked,
-        )  # fmt: skip
+        return core.make_static(
+            self._options, self._decay, kinds, count, replicas, stacked=self.stacked
+        )
 
     def _learning_rate(self, count: int):
-        lr = self.reference._learning_rate
-        if isinstance(lr, LearningRateSchedule):
-            return np.asarray(lr(np.asarray(count, np.int64)))
-        if callable(lr) and not hasattr(lr, "numpy"):
-            return np.asarray(lr(), np.float32)
-        return np.asarray(lr.numpy(), np.float32)
+        return core.learning_rate(self.reference, count)
 
     # -- apply --------------------------------------------------------------------------
     def minimize(self, loss, var_list, tape=None):
