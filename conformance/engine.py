@@ -58,8 +58,8 @@ def _oracle_numerics(dtype: str) -> str:
     return "extended" if dtype == "float64" else "oracle"
 
 
-def _first_bad(name, step, candidate, golden, tolerance) -> Divergence | None:
-    bad = tol.violations(candidate, golden, tolerance)
+def _first_bad(name, step, candidate, golden, tolerance, perturbed=None) -> Divergence | None:
+    bad = tol.violations(candidate, golden, tolerance, perturbed)
     if not bad.any():
         return None
     flat = int(np.flatnonzero(bad.ravel())[0])
@@ -123,7 +123,7 @@ def compare(
             carry[name] = carried + tol.local_budget(scenario.dtype, g, prev, reduced)
         limit = tol.bound(policy, scenario.dtype, np.asarray(g), prev, measured, step, reduced,
                           carried)  # fmt: skip
-        found = _first_bad(name, step, c, g, limit)
+        found = _first_bad(name, step, c, g, limit, pert)
         if found:
             return found
     return None

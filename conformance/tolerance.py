@@ -59,7 +59,11 @@ the measured term grows with the compounded error of the computation itself.
 implementations meant to reproduce the dtype-faithful golden bit for bit (N = 0 is
 bit equality).
 
-NaN equals NaN only where the golden is NaN; infinities must match exactly.
+NaN equals NaN only where the golden is NaN or where the perturbed oracle — the
+flush-to-zero execution above — is NaN: a subnormal that IEEE arithmetic keeps and
+flush-to-zero arithmetic drops can turn ``g·rsqrt(v)`` into ``0·inf`` (Adafactor in
+bfloat16 with a clipped gradient of 1e-39 whose ``v`` underflows). A NaN where both
+are finite always deviates; infinities must match exactly.
 The learning rate is compared with ``LR_OPS`` float32 roundings (a schedule evaluates
 at most 4 operations and 2 libm calls); ``iterations`` must be equal.
 """
@@ -108,7 +112,8 @@ class Policy:
             "measured_factor": MEASURED,
             "perturbation_ulps": PERTURB,
             "formula": "(2·ops·u + γ_n)·(|before|+|after|) [summed over the steps in free "
-            "mode] + measured·max(|golden−oracle|, |oracle−perturbed oracle|) + tiny",
+            "mode] + measured·max(|golden−oracle|, |oracle−perturbed oracle|) + tiny; "
+            "NaN only where the golden or the perturbed (flush-to-zero) oracle is NaN",
         }
 
 
@@ -187,8 +192,12 @@ def learning_rate_bound(golden: float) -> float:
     return LR_OPS * UNIT_ROUNDOFF["float32"] * abs(golden) + 1e-45
 
 
-def violations(candidate, golden, tolerance) -> np.ndarray:
-    """Boolean mask of elements out of tolerance (NaN/inf rules included)."""
+def violations(candidate, golden, tolerance, perturbed=None) -> np.ndarray:
+    """Boolean mask of elements out of tolerance (NaN/inf rules included).
+
+    ``perturbed``: the perturbed oracle's value of the same tensor; where it is NaN a
+    NaN candidate is accepted (module docstring).
+    """
     c = np.asarray(candidate, dtype=np.float64)
     g = np.asarray(golden, dtype=np.float64)
     if c.shape != g.shape:
@@ -199,5 +208,7 @@ def violations(candidate, golden, tolerance) -> np.ndarray:
         err = np.abs(c - g)
         bad = ~(err <= tolerance)
     bad = np.where(g_nan | c_nan, g_nan != c_nan, bad)
+    if perturbed is not None and np.shape(perturbed) == g.shape:
+        bad &= ~(c_nan & np.isnan(np.asarray(perturbed, dtype=np.float64)))
     bad = np.where(inf & ~(g_nan | c_nan), c != g, bad)
     return bad

@@ -843,6 +843,22 @@ def _mean(ops, x, axis=None, keepdims=False):
     return ops.cast(ops.mean(ops.cast(x, wide), axis=axis, keepdims=keepdims), dtype)
 
 
+def _by_row(ops, x, row):
+    """``x / row`` for a ``row`` broadcast along the last axis.
+
+    XLA rewrites ``a / broadcast(b)`` as ``a * broadcast(1 / b)``; in 16-bit types
+    ``1 / b`` overflows for a small ``b`` (1 / 8e-6 > float16 max) where ``a / b`` is
+    finite. The quotient is taken in float32 and rounded back: float32's 24 bits
+    (≥ 2·11 + 2) make that one rounding as good as a float16 division, and the
+    reciprocal's extra float32 rounding is inside the operation count of the
+    tolerance policy.
+    """
+    dtype = ops.dtype(x)
+    if dtype in ("float16", "bfloat16"):
+        return ops.cast(ops.cast(x, "float32") / ops.cast(row, "float32"), dtype)
+    return x / row
+
+
 def _rms(ops, x):
     return ops.sqrt(_mean(ops, ops.square(x)))
 
@@ -865,7 +881,9 @@ def adafactor(ctx, g, var, s, glob):
         r = beta_2_t * s["r"] + one_minus_beta_2_t * _mean(ops, regulated, -1)
         c = beta_2_t * s["c"] + one_minus_beta_2_t * _mean(ops, regulated, -2)
         s["r"], s["c"] = r, c
-        s["v"] = ops.expand_dims(r / _mean(ops, r, -1, keepdims=True), -1) * ops.expand_dims(c, -2)
+        s["v"] = ops.expand_dims(_by_row(ops, r, _mean(ops, r, -1, keepdims=True)), -1) * (
+            ops.expand_dims(c, -2)
+        )
     else:
         s["v"] = beta_2_t * s["v"] + one_minus_beta_2_t * regulated
     u_t = _times_rsqrt(ctx, g, s["v"])
