@@ -18,7 +18,7 @@ updates them in place (do not reuse the arrays you passed in).
 The learning rate of a schedule is the reference schedule's value at the current
 step, computed on the host; a schedule or Keras 3 gradient accumulation therefore
 reads the step counter from the device once per step. A float learning rate never
-does.
+does, and goes to the device again only when its value changes.
 
 ``flatten=True`` packs the variables of each dtype into one buffer (``pack`` /
 ``unpack``), for optimizers whose update is element-wise (all but Adafactor) and
@@ -89,10 +89,13 @@ def replica_sum(replicas: int):
 
 
 @functools.cache
-def _compiled(static: core.Static):
+def _compiled(static: core.Static, hyper_names: tuple):
     aggregate = replica_sum(static.replicas)
 
     def run(hyper, lr, params, state, grads, masks):
+        # One float64 vector rather than a scalar per hyper-parameter: fewer arguments
+        # to dispatch each step, the same values.
+        hyper = {name: hyper[i] for i, name in enumerate(hyper_names)}
         count = state["count"]
         params, slots, glob = core.step(
             OPS, static, hyper, lr, count, params, state["slots"], state["glob"], grads,
@@ -113,7 +116,14 @@ class Optimizer:
         self.stacked = stacked
         self._options = None
         self._hyper = None
+        self._hyper_names = ()
         self._layout = None
+        #: Compiled steps by what the step's Static depends on (kinds, replicas, count).
+        self._programs = {}
+        #: The last learning rate as (dtype, bits) and on the device: a constant one is
+        #: transferred once, not every step.
+        self._lr_key = None
+        self._lr_device = None
 
     # -- state ------------------------------------------------------------------------
     def init(self, params, iterations: int = 0, names=None, exclude=()):
@@ -128,7 +138,9 @@ class Optimizer:
             params = self.pack(params)
         dtypes = [OPS.dtype(p) for p in params]
         self._options, hyper = core.plan(self.reference, dtypes)
-        self._hyper = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in hyper.items()}
+        self._hyper_names = tuple(hyper)
+        self._hyper = jnp.asarray(list(hyper.values()), dtype=jnp.float64)
+        self._programs = {}
         if self.stacked:  # rows to decay come in the traced mask
             self._decay = (self.reference.weight_decay is not None,)
         else:
@@ -136,7 +148,8 @@ class Optimizer:
                 core.decays(self.reference, i, names, exclude) for i in range(len(params))
             )
         static = self._static(["dense"] * len(params), 0)
-        slots, glob = core.initial_slots(OPS, static, self._hyper, params)
+        hyper = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in hyper.items()}
+        slots, glob = core.initial_slots(OPS, static, hyper, params)
         return {"count": jnp.asarray(iterations, jnp.int64), "slots": slots, "glob": glob}
 
     def _static(self, kinds, count, replicas=0) -> core.Static:
@@ -163,13 +176,23 @@ class Optimizer:
             raise RuntimeError("Call init(params) before update().")
         if count is None:
             count = int(state["count"]) if self.needs_host_count() else 0
-        kinds = [None if g is None else "dense" for g in grads]
-        replicas = 0
-        if any(isinstance(g, tuple) for g in grads):
-            replicas = len(next(g for g in grads if isinstance(g, tuple)))
-        static = self._static(kinds, count, replicas)
+        kinds = tuple(None if g is None else "dense" for g in grads)
+        replicas = next((len(g) for g in grads if isinstance(g, tuple)), 0)
+        k = self._options["accumulation"]
+        key = (kinds, replicas, count % k if k else 0)
+        program = self._programs.get(key)
+        if program is None:
+            static = self._static(kinds, count, replicas)
+            program = self._programs[key] = _compiled(static, self._hyper_names)
+        lr = self._device_learning_rate(count)
+        return program(self._hyper, lr, list(params), state, grads, masks)
+
+    def _device_learning_rate(self, count: int):
         lr = self.learning_rate(count)
-        return _compiled(static)(self._hyper, lr, list(params), state, grads, masks)
+        key = (lr.dtype, lr.tobytes())
+        if key != self._lr_key:
+            self._lr_key, self._lr_device = key, jnp.asarray(lr)
+        return self._lr_device
 
     # -- flattening -------------------------------------------------------------------
     def pack(self, tensors):
