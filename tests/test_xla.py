@@ -177,3 +177,165 @@ def test_tf_graph_mode_matches_xla():
             opt.apply_gradients([(tf.constant(np.arange(7, dtype=np.float32)), var)])
         out.append(var.numpy())
     np.testing.assert_allclose(out[0], out[1], rtol=1e-6, atol=1e-7)
+
+
+def _run_tf(script: str, cpus=0, timeout=600):
+    """``script`` in a fresh interpreter, after splitting the host CPU into ``cpus``
+    logical devices (possible only before TensorFlow initialises); it prints "ok" when
+    its assertions hold."""
+    prelude = (
+        "import tensorflow as tf\n"
+        "tf.config.set_logical_device_configuration(tf.config.list_physical_devices('CPU')[0], "
+        f"[tf.config.LogicalDeviceConfiguration()] * {cpus})\n"
+    )
+    code = (prelude if cpus else "") + textwrap.dedent(script)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-3000:]
+
+
+def test_tf_mirrored_strategy_matches_the_golden():
+    """MirroredStrategy over two logical CPUs, each replica its own gradients: with
+    aggregation every device's copy is the golden's step on the PerReplica sum; with
+    skip_gradients_aggregation device r's copy is the golden's step on replica r's
+    gradients. Clipping shows the profiles' order (keras3 clips each replica first)."""
+    pytest.importorskip("tensorflow")
+    _run_tf(
+        """
+        import numpy as np
+        import tensorflow as tf
+        from optcheck.adapters.xla import tf_backend as xt
+        from optcheck.reference import optimizers
+        from optcheck.reference.sparse import PerReplica
+        from optcheck.reference.variable import Variable
+
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        local = strategy.experimental_local_results
+        rng = np.random.default_rng(0)
+        init = rng.normal(size=(2, 3)).astype(np.float32)
+        steps = [[rng.normal(size=(2, 3)).astype(np.float32) for _ in range(2)] for _ in range(3)]
+
+        def golden(spec, profile, grads, skip):
+            opt, var = optimizers.deserialize(spec, profile=profile), Variable(init)
+            for g in grads:
+                opt.apply_gradients([(g, var)], skip_gradients_aggregation=skip)
+            return var.numpy()
+
+        def mirrored(spec, profile, skip):
+            with strategy.scope():
+                var = tf.Variable(init)
+                opt = xt.Optimizer.from_spec(spec, profile=profile)
+            for parts in steps:
+                def replica():
+                    r = int(tf.distribute.get_replica_context().replica_id_in_sync_group)
+                    opt.apply_gradients([(tf.constant(parts[r]), var)],
+                                        skip_gradients_aggregation=skip)
+                strategy.run(replica)
+            assert [int(i.numpy()) for i in local(opt.iterations)] == [3, 3]
+            return [c.numpy() for c in local(var)]
+
+        for profile in ("keras2", "keras3"):
+            for spec in ({"class_name": "SGD", "config": {"learning_rate": 0.1, "momentum": 0.9}},
+                         {"class_name": "Adam", "config": {"learning_rate": 0.1, "clipnorm": 1.0}}):
+                want = golden(spec, profile, [PerReplica(tuple(p)) for p in steps], False)
+                for got in mirrored(spec, profile, skip=False):
+                    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+                got = mirrored(spec, profile, skip=True)
+                for r in range(2):
+                    want = golden(spec, profile, [p[r] for p in steps], True)
+                    np.testing.assert_allclose(got[r], want, rtol=1e-6, atol=1e-6)
+        print("ok")
+        """,
+        cpus=2,
+    )
+
+
+def test_tf_mirrored_strategy_all_reduces_across_devices():
+    """Replica r holds only its own gradients (2^r, and rows at r, r + 1): every
+    device ending at the sum proves the cross-replica all-reduce; without it (skip)
+    the devices keep apart. The seed page's cross-replica call updates every copy."""
+    pytest.importorskip("tensorflow")
+    _run_tf(
+        """
+        import numpy as np
+        import tensorflow as tf
+        from optcheck.adapters.xla import tf_backend as xt
+
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        local = strategy.experimental_local_results
+        with strategy.scope():
+            var = tf.Variable(np.zeros(4, np.float32))
+            table = tf.Variable(np.zeros((3, 1), np.float32))
+            opt = xt.Optimizer.from_spec({"class_name": "SGD", "config": {"learning_rate": 1.0}})
+        assert isinstance(var, tf.distribute.DistributedValues) and len(local(var)) == 2
+
+        def replica(skip):
+            r = int(tf.distribute.get_replica_context().replica_id_in_sync_group)
+            rows = tf.IndexedSlices(tf.constant([[1.0], [2.0]]) * 4.0**r, tf.constant([r, r + 1]),
+                                    tf.constant([3, 1]))
+            opt.apply_gradients([(tf.fill([4], 2.0**r), var), (rows, table)],
+                                skip_gradients_aggregation=skip)
+
+        strategy.run(replica, args=(False,))
+        for c in local(var):
+            np.testing.assert_array_equal(c.numpy(), [-3.0] * 4)
+        for c in local(table):  # rows concatenated across replicas, the repeated one summed
+            np.testing.assert_array_equal(c.numpy()[:, 0], [-1.0, -6.0, -8.0])
+        strategy.run(replica, args=(True,))
+        np.testing.assert_array_equal([c.numpy()[0] for c in local(var)], [-4.0, -5.0])
+        with strategy.scope():
+            opt.apply_gradients([(tf.ones(4), var)], skip_gradients_aggregation=True)
+        np.testing.assert_array_equal([c.numpy()[0] for c in local(var)], [-5.0, -6.0])
+        assert [int(i.numpy()) for i in local(opt.iterations)] == [3, 3]
+        print("ok")
+        """,
+        cpus=2,
+    )
+
+
+def test_tf_adapter_runs_replicas_through_mirrored_strategy():
+    """The conformance engine on replica scenarios through the ``tf`` adapter, whose
+    factory gives the process four logical CPUs: the sessions run under a
+    MirroredStrategy with as many replicas as the scenario, and conform."""
+    pytest.importorskip("tensorflow")
+    _run_tf(
+        """
+        import numpy as np
+        from optcheck.adapters.tf_xla import factory
+        from optcheck.conformance import engine
+        from optcheck.conformance.scenario import Scenario
+        from optcheck.reference.sparse import IndexedSlices, PerReplica
+
+        adapter = factory()
+        rng = np.random.default_rng(1)
+
+        def arrays(*shape):
+            return rng.normal(size=shape).astype(np.float32)
+
+        def rows(*indices):
+            return IndexedSlices(arrays(len(indices), 2), np.asarray(indices), (3, 2))
+
+        cases = [
+            # keras3 clips each replica before the sum; a None gradient at step 2.
+            Scenario("Adam", {"learning_rate": 0.1, "clipnorm": 0.5}, "keras3", "float32",
+                     [arrays(3, 2), arrays(4)],
+                     [[PerReplica((arrays(3, 2), arrays(3, 2), arrays(3, 2))),
+                       PerReplica((arrays(4), arrays(4), arrays(4)))],
+                      [PerReplica((arrays(3, 2), arrays(3, 2), arrays(3, 2))), None]],
+                     feature="replicas"),
+            # keras2 concatenates the replicas' rows, clips, then sums repeated indices.
+            Scenario("Adagrad", {"learning_rate": 0.1, "clipnorm": 1.0}, "keras2", "float32",
+                     [arrays(3, 2)], [[PerReplica((rows(0, 1), rows(1, 1)))]] * 2,
+                     feature="replicas", needs=("sparse",)),
+            Scenario("SGD", {"learning_rate": 0.1, "momentum": 0.5}, "keras2", "float32",
+                     [arrays(5)], [[arrays(5)], [arrays(5)]], feature="skip_aggregation",
+                     skip_gradients_aggregation=True),
+        ]
+        for scenario, replicas in zip(cases, (3, 2, 2)):
+            session = adapter.open(scenario)
+            assert session._strategy.num_replicas_in_sync == replicas, scenario.describe()
+            found = engine.check(scenario, adapter)
+            assert found is None, (found, scenario.describe())
+        print("ok")
+        """
+    )

@@ -96,6 +96,10 @@ def plan(optimizer, variable_dtypes) -> tuple[dict, dict]:
     if name == "Adafactor":
         lr_variable = isinstance(optimizer._learning_rate, Variable)
         options.append(("relative_step", bool(optimizer.relative_step) and lr_variable))
+    if name == "Ftrl":
+        # The default power: n^0.5 as sqrt, within an ulp of pow and, on XLA:CPU, a
+        # vector instruction rather than a scalar libm call per element.
+        options.append(("sqrt_power", optimizer.learning_rate_power == -0.5))
     clip = None
     if optimizer.clipnorm and optimizer.clipnorm > 0:
         clip, hyper["clip"] = "norm", float(optimizer.clipnorm)
@@ -506,20 +510,36 @@ def run_stages(flow, names, aggregate=None):
 
 
 def step(
-    ops, static: Static, hyper, lr, count, params, slots, glob, grads, aggregate=None, masks=None
-):
+    ops, static: Static, hyper, lr, count, params, slots, glob, grads, aggregate=None, masks=None,
+    aggregated=False,
+):  # fmt: skip
     """One ``apply_gradients``: new ``(params, slots, glob)``; the caller increments.
 
     ``grads`` has one entry per variable: None, an array, a :class:`Sparse`, or (with
     ``static.replicas``) a tuple of per-replica entries. ``aggregate`` sums a list of
     per-replica gradient lists (default: in replica order, on this device). With
     ``static.stacked``, ``masks`` holds the traced row masks ``live`` and ``decay``.
+    ``aggregated``: the gradients went through :func:`replica_stages` on each replica
+    and were summed across replicas; only the stages from aggregation on run.
     """
     ctx = Context(ops, static, hyper, lr, count, masks)
     flow = Flow(ctx, params, slots, glob, grads)
     before, after = split_pipeline(static.profile)
-    run_stages(flow, before + after, aggregate)
+    run_stages(flow, after if aggregated else before + after, aggregate)
     return flow.params, flow.slots, flow.glob
+
+
+def replica_stages(ops, static: Static, hyper, grads):
+    """One replica's gradient-only stages before aggregation, for a front-end whose
+    aggregation is a collective between two compiled programs (a ``tf.distribute``
+    all-reduce): ``grads`` as for :func:`step` without replicas; returns the live
+    variables' gradients. Not with gradient accumulation (its stage reads slots)."""
+    if static.accumulation:
+        raise ValueError("replica_stages: gradient accumulation reads and writes slots")
+    n = len(static.kinds)
+    flow = Flow(Context(ops, static, hyper, None, None), [None] * n, [{}] * n, {}, grads)
+    run_stages(flow, split_pipeline(static.profile)[0])
+    return flow.grads
 
 
 # ---------------------------------------------------------------------------------------
@@ -740,8 +760,12 @@ def ftrl(ctx, g, var, s, glob):
     l2_reg = l2 + beta / (two * lr)
     grad_to_use = g + two_l2_shrinkage * var
     new_acc = acc + g * g
-    new_acc_power = ops.power(new_acc, minus_lr_power)
-    acc_power = ops.power(acc, minus_lr_power)
+    if ctx.static.option("sqrt_power"):
+        # sqrt(−0) = −0 where pow gives +0: only acc_power can be −0, and it is subtracted.
+        new_acc_power, acc_power = ops.sqrt(new_acc), ops.sqrt(acc)
+    else:
+        new_acc_power = ops.power(new_acc, minus_lr_power)
+        acc_power = ops.power(acc, minus_lr_power)
     linear = linear + (grad_to_use - (new_acc_power - acc_power) / lr * var)
     quadratic = new_acc_power / lr + two * l2_reg
     clipped = ops.maximum(ops.minimum(linear, l1), minus_l1)

@@ -27,6 +27,24 @@ Inside XLA, repeated sparse indices are summed into their first occurrence with 
 occurrences carry zero rows, which the scatter-adds leave unchanged.
 
 On a machine with a GPU, TensorFlow places variables and the program there.
+
+Under ``tf.distribute.MirroredStrategy`` — the optimizer and the variables created in
+``strategy.scope()``, ``apply_gradients`` called in ``strategy.run`` with each
+replica's gradients — each replica runs the profile's gradient-only stages before
+aggregation on its own gradients (one compiled program), the gradients are summed
+by ``ReplicaContext.all_reduce(SUM)`` (IndexedSlices concatenated in replica order,
+as the golden's ``aggregate_gradients``), and in a ``merge_call`` the compiled step
+runs once per device on that device's components of the variables, through
+``strategy.extended.update`` (tf-keras's own path). A merge rather than each replica
+writing its own components: the host-side state (the step count, a schedule's
+learning rate) advances once per step, and a mirrored variable refuses a plain
+``assign`` in a replica context. With ``skip_gradients_aggregation=True`` (or
+one replica) there is no all-reduce: each device's components take the whole step
+with that replica's gradients, as tf-keras applies them. ``apply_gradients`` in the
+cross-replica context (the seed page's example: gradients reduced by the caller)
+applies the given gradients to every device's components. ``apply_gradients`` runs
+eagerly (``strategy.run`` from Python): the learning rate and the step count are
+host values.
 """
 
 from __future__ import annotations
@@ -68,6 +86,8 @@ class Optimizer:
         #: One variable whose rows are the variables, with row masks (:mod:`.buckets`).
         self.stacked = stacked
         self._ops = OPS[self.jit_compile]
+        #: The strategy in whose scope the optimizer was created (None: the default).
+        self._strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
         self._iterations = tf.Variable(
             int(reference.iterations.numpy()), dtype=tf.int64, trainable=False, name="iteration"
         )
@@ -79,6 +99,8 @@ class Optimizer:
         self._functions = {}
         self._exclude_ids = set()
         self._lr = None
+        #: Under a strategy: device -> that device's components of (variables, slots, glob).
+        self._components = {}
 
     @classmethod
     def from_spec(cls, spec, profile="keras2", jit_compile=True) -> Optimizer:
@@ -122,7 +144,17 @@ class Optimizer:
 
     # -- build --------------------------------------------------------------------------
     def build(self, var_list):
-        var_list = list(var_list)
+        if self._strategy is None:
+            return self._build(list(var_list))
+        if tf.distribute.in_cross_replica_context():
+            with self._strategy.scope():
+                return self._build(list(var_list))
+        # Slots are created once, in the cross-replica context, as mirrored variables.
+        return tf.distribute.get_replica_context().merge_call(
+            lambda strategy: self.build(var_list) if not self._built else None
+        )
+
+    def _build(self, var_list):
         self._variables = var_list
         self._index_of = {id(v): i for i, v in enumerate(var_list)}
         dtypes = [v.dtype.name for v in var_list]
@@ -144,7 +176,34 @@ class Optimizer:
             for i, s in enumerate(slots)
         ]
         self._glob = {n: tf.Variable(a, trainable=False, name=n) for n, a in glob.items()}
+        if self._strategy is not None:
+            self._components = self._local_components()
         self._built = True
+
+    def _local_components(self):
+        local = self._strategy.experimental_local_results
+        devices = [c.device for c in local(self._iterations)]
+
+        def per_device(variable):
+            components = local(variable)
+            if [c.device for c in components] != devices:
+                raise ValueError(
+                    f"Variable {variable.name} is not mirrored on the devices of the "
+                    "optimizer's strategy: create it in the same `strategy.scope()`."
+                )
+            return components
+
+        variables = [per_device(v) for v in self._variables]
+        slots = [{n: per_device(s) for n, s in d.items()} for d in self._slots]
+        glob = {n: per_device(g) for n, g in self._glob.items()}
+        return {
+            device: (
+                [v[i] for v in variables],
+                [{n: s[i] for n, s in d.items()} for d in slots],
+                {n: g[i] for n, g in glob.items()},
+            )
+            for i, device in enumerate(devices)
+        }
 
     def _index(self, variable) -> int:
         try:
@@ -181,14 +240,21 @@ class Optimizer:
     def apply_gradients(self, grads_and_vars, skip_gradients_aggregation=False, masks=None):
         """One step on every variable; returns ``iterations``. A gradient may be a
         tensor, a ``tf.IndexedSlices``, None, or a tuple of per-replica values (summed
-        unless ``skip_gradients_aggregation``). ``masks``: the row masks of a stacked
-        optimizer."""
+        unless ``skip_gradients_aggregation``). In ``strategy.run``, each replica's own
+        gradients, all-reduced unless ``skip_gradients_aggregation``. ``masks``: the
+        row masks of a stacked optimizer."""
         pairs = [tuple(p) for p in grads_and_vars]
         if not pairs:
             return self._iterations
         if all(g is None for g, _ in pairs):
             raise ValueError(
                 f"No gradients provided for any variable: {[v.name for _, v in pairs]}."
+            )
+        in_replica = tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context()
+        if in_replica and self._strategy is not tf.distribute.get_strategy():
+            raise ValueError(
+                "apply_gradients in a replica context of a strategy the optimizer was not "
+                "created under: create it in `strategy.scope()`."
             )
         if not self._built:
             self.build([v for _, v in pairs])
@@ -206,6 +272,8 @@ class Optimizer:
             if isinstance(g, tuple):
                 if skip_gradients_aggregation:
                     raise TypeError("Per-replica gradients cannot skip aggregation.")
+                if in_replica:
+                    raise TypeError("In a replica context, each replica passes its own gradients.")
                 replicas = len(g)
                 kinds.append("sparse" if isinstance(g[0], tf.IndexedSlices) else "dense")
                 g = tuple(self._convert(r, i) for r in g)
@@ -216,35 +284,67 @@ class Optimizer:
                 kinds.append(None)
             grads.append(g)
         static = self._static(kinds, self._count, replicas)
+        if not in_replica:
+            self._apply(static, grads, masks)
+            return self._iterations
+        context = tf.distribute.get_replica_context()
+        aggregated = not skip_gradients_aggregation and context.num_replicas_in_sync > 1
+        if aggregated:
+            if static.accumulation:
+                raise NotImplementedError(
+                    "Gradient accumulation with several replicas is outside the reference's scope."
+                )
+            if core.split_pipeline(static.profile)[0]:
+                live = self._replica_function(static)(grads, self._hyper)
+            else:
+                live = [g for g in grads if g is not None]
+            live = iter(context.all_reduce(tf.distribute.ReduceOp.SUM, live))
+            grads = [None if kind is None else next(live) for kind in kinds]
+        context.merge_call(
+            lambda strategy, grads: self._apply(static, grads, masks, aggregated), args=(grads,)
+        )
+        return self._iterations
+
+    def _apply(self, static, grads, masks, aggregated=False):
+        """The host side of one step (the learning rate, the count) and the compiled
+        step: on the variables, or on each device's components of mirrored ones."""
         k = static.accumulation
         if not k or (self._count + 1) % k == 0:
             self._lr = self._learning_rate(self._count)
         lr = tf.constant(self._lr if self._lr is not None else self._learning_rate(0))
         masks = {} if masks is None else {k: tf.constant(v) for k, v in masks.items()}
-        self._function(static)(
-            self._variables, self._slots, self._glob, grads, self._hyper, lr, masks
-        )
+        fn = self._function(static, aggregated)
+        if self._strategy is None:
+            fn(self._variables, self._slots, self._glob, self._iterations, grads, self._hyper,
+               lr, masks)  # fmt: skip
+        else:
+
+            def on_device(iterations, grads):
+                variables, slots, glob = self._components[iterations.device]
+                fn(variables, slots, glob, iterations, grads, self._hyper, lr, masks)
+
+            self._strategy.extended.update(self._iterations, on_device, args=(grads,), group=False)
         self._count += 1
-        return self._iterations
 
     def _convert(self, g, index):
         if isinstance(g, tf.IndexedSlices):
             return tf.IndexedSlices(g.values, tf.cast(g.indices, tf.int64), g.dense_shape)
         return tf.convert_to_tensor(g)
 
-    def _function(self, static):
-        fn = self._functions.get(static)
+    def _function(self, static, aggregated=False):
+        """The compiled step of ``static`` (``aggregated``: from aggregation on)."""
+        fn = self._functions.get((static, aggregated))
         if fn is None:
-            ops, iterations = self._ops, self._iterations
+            ops = self._ops
 
-            def apply(variables, slots, glob, grads, hyper, lr, masks):
+            def apply(variables, slots, glob, iterations, grads, hyper, lr, masks):
                 params = [v.read_value() for v in variables]
                 slot_values = [{n: s.read_value() for n, s in d.items()} for d in slots]
                 glob_values = {n: g.read_value() for n, g in glob.items()}
-                grads = [_sparse(g, v) for g, v in zip(grads, variables, strict=True)]
+                grads = [_sparse(g, tuple(v.shape)) for g, v in zip(grads, variables, strict=True)]
                 params, slot_values, glob_values = core.step(
                     ops, static, hyper, lr, iterations.read_value(), params, slot_values,
-                    glob_values, grads, masks=masks or None,
+                    glob_values, grads, masks=masks or None, aggregated=aggregated,
                 )  # fmt: skip
                 for v, value, kind in zip(variables, params, static.kinds, strict=True):
                     if kind is not None or static.use_ema:
@@ -257,7 +357,22 @@ class Optimizer:
                 iterations.assign_add(1)
 
             fn = tf.function(apply, jit_compile=self.jit_compile, autograph=False)
-            self._functions[static] = fn
+            self._functions[(static, aggregated)] = fn
+        return fn
+
+    def _replica_function(self, static):
+        """One replica's stages before the all-reduce (:func:`core.replica_stages`),
+        compiled: the live variables' gradients."""
+        fn = self._functions.get((static, "replica"))
+        if fn is None:
+            ops, shapes = self._ops, [tuple(v.shape) for v in self._variables]
+
+            def stages(grads, hyper):
+                grads = [_sparse(g, shape) for g, shape in zip(grads, shapes, strict=True)]
+                return [_slices(g) for g in core.replica_stages(ops, static, hyper, grads)]
+
+            fn = tf.function(stages, jit_compile=self.jit_compile, autograph=False)
+            self._functions[(static, "replica")] = fn
         return fn
 
     # -- EMA ----------------------------------------------------------------------------
@@ -269,10 +384,18 @@ class Optimizer:
             v.assign(self._slots[self._index(v)]["average"])
 
 
-def _sparse(g, variable):
-    """``tf.IndexedSlices`` (also per replica) as the core's :class:`~.core.Sparse`."""
+def _sparse(g, shape):
+    """``tf.IndexedSlices`` (also per replica) as the core's :class:`~.core.Sparse` of a
+    variable of ``shape``."""
     if isinstance(g, tuple):
-        return tuple(_sparse(r, variable) for r in g)
+        return tuple(_sparse(r, shape) for r in g)
     if isinstance(g, tf.IndexedSlices):
-        return core.Sparse(g.values, g.indices, tuple(variable.shape))
+        return core.Sparse(g.values, g.indices, shape)
+    return g
+
+
+def _slices(g):
+    """The core's :class:`~.core.Sparse` as ``tf.IndexedSlices`` (for the all-reduce)."""
+    if isinstance(g, core.Sparse):
+        return tf.IndexedSlices(g.values, g.indices, tf.constant(g.shape, tf.int64))
     return g
