@@ -55,12 +55,21 @@ def pytest_addoption(parser):
         "--bench-roof-n", type=int, default=1 << 25,
         help="float32 elements of the roof's arrays (default 2**25)",
     )  # fmt: skip
+    group.addoption(
+        "--bench-jax-sync", action="store_true",
+        help="JAX runs CPU computations inline, not on a worker thread "
+        "(jax_cpu_enable_async_dispatch=False; jax, jax-flat and optax alike)",
+    )  # fmt: skip
 
 
 def pytest_configure(config):
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     config.stash[_RECORDS] = _Records(config.getoption("--bench-records", None))
+    if config.getoption("--bench-jax-sync", False):
+        import jax  # before the CPU backend exists: the client reads it once
+
+        jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 
 def pytest_generate_tests(metafunc):

@@ -774,6 +774,7 @@ def record(case: Case, built: Built, stats: dict | None, roof: Roof | None) -> d
         "device": case.device,
         "device_name": roof.device_name if roof else device_name(case.device),
         "versions": versions(case.implementation),
+        "jax_cpu_async_dispatch": _jax_async_dispatch(case),
         "step_s": None,
         "step_s_median": None,
         "gbps": None,
@@ -794,6 +795,15 @@ def record(case: Case, built: Built, stats: dict | None, roof: Roof | None) -> d
         if roof:
             info["roof_fraction"] = info["gbps"] / roof.gbps
     return info
+
+
+def _jax_async_dispatch(case: Case) -> bool | None:
+    """JAX's ``jax_cpu_enable_async_dispatch`` for a JAX implementation on the CPU."""
+    if case.device != "cpu" or _LIBRARIES.get(case.implementation, ("",))[0] != "jax":
+        return None
+    import jax
+
+    return bool(jax.config.values["jax_cpu_enable_async_dispatch"])
 
 
 def bench_case(
