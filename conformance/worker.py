@@ -118,6 +118,7 @@ class _Worker:
         self.deadline: float | None = None
         self.started = 0.0
         self.loaded = False
+        self.served = 0
         self.thread = threading.Thread(target=self._read, args=(replies,), daemon=True)
         self.thread.start()
 
@@ -201,14 +202,24 @@ def run_plan_isolated(ctx: Context, timeout: float = LOAD_TIMEOUT) -> Plan:
             worker.close()
 
 
-class WorkerPool:
-    """Runs cases on up to ``jobs`` worker processes with a per-case timeout."""
+#: Cases a worker runs before it is replaced: JIT libraries keep every compiled program
+#: for the life of the process (TensorFlow's XLA cache is never evicted), and a TF worker
+#: ran out of memory maps after about 220 cases.
+MAX_CASES_PER_WORKER = 100
 
-    def __init__(self, jobs: int = 1, timeout: float = 120.0, load_timeout=LOAD_TIMEOUT):
+
+class WorkerPool:
+    """Runs cases on up to ``jobs`` worker processes with a per-case timeout; each worker
+    is replaced after ``max_cases`` cases."""
+
+    def __init__(self, jobs: int = 1, timeout: float = 120.0, load_timeout=LOAD_TIMEOUT,
+                 max_cases: int = MAX_CASES_PER_WORKER):  # fmt: skip
         self.jobs = max(1, int(jobs))
+        self.max_cases = max(1, int(max_cases))
         self.timeout = float(timeout)
         self.load_timeout = float(load_timeout)
         self.restarts = 0
+        self.started = 0
 
     def run(self, cases: list[Case], ctx: Context, on_result: Callable[[dict], None]) -> None:
         """Run ``cases``; ``on_result(result)`` as each one finishes (any order)."""
@@ -218,12 +229,16 @@ class WorkerPool:
         env = _env()
         try:
             while pending or any(w.case is not None for w in workers):
-                # Start or feed workers.
+                # Retire worn workers, then start or feed workers.
+                for w in [w for w in workers if w.case is None and w.served >= self.max_cases]:
+                    workers.remove(w)
+                    w.stop()
                 for w in workers:
                     if w.case is None and w.loaded and pending:
                         self._assign(w, pending.popleft(), ctx)
                 while pending and len(workers) < self.jobs:
                     w = _Worker(replies, env)
+                    self.started += 1
                     w.send({"op": "load", "context": ctx.to_dict()})
                     w.case, w.deadline = pending.popleft(), time.monotonic() + self.load_timeout
                     w.started = time.monotonic()
@@ -277,6 +292,7 @@ class WorkerPool:
             self._assign(w, case, ctx)
             return
         w.case, w.deadline = None, None
+        w.served += 1
         if reply["ok"]:
             on_result(reply["result"])
         else:

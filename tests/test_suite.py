@@ -342,10 +342,10 @@ def test_an_adapter_that_fails_to_open_is_an_error_not_a_crash():
 
 
 # -- isolation -------------------------------------------------------------------------
-def _pool_run(ctx, timeout=60.0, jobs=2):
+def _pool_run(ctx, timeout=60.0, jobs=2, **kwargs):
     plan = suite.plan(ctx)
     results = []
-    pool = WorkerPool(jobs=jobs, timeout=timeout)
+    pool = WorkerPool(jobs=jobs, timeout=timeout, **kwargs)
     pool.run(plan.cases, ctx, results.append)
     return results_by_id(results), pool
 
@@ -358,6 +358,15 @@ def test_worker_results_match_in_process_results(on_path):
     for key, result in isolated.items():
         assert result["status"] == local[key]["status"] == "pass"
         assert result["examples"] == local[key]["examples"]
+
+
+def test_workers_are_replaced_after_max_cases(on_path):
+    ctx = ctx_for("numpy", optimizers=["SGD", "Adam"], features=["plain", "clipnorm"])
+    results, pool = _pool_run(ctx, jobs=1, max_cases=2)
+    assert len(results) == 4 and all(r["status"] == "pass" for r in results.values())
+    assert pool.started == 2 and pool.restarts == 0
+    _, pool = _pool_run(ctx, jobs=1)
+    assert pool.started == 1
 
 
 def test_a_hanging_adapter_is_cut_by_the_timeout(on_path):
