@@ -441,8 +441,12 @@ class TorchSession(Session):
             if scale_ok:
                 fresh["momentum_buffer"] = self._tensor(-np.asarray(slots["m"], np.float64)
                                                         / previous)  # fmt: skip
-            elif "momentum_buffer" in own:
-                fresh["momentum_buffer"] = own["momentum_buffer"]
+            else:
+                # A zero buffer steps as torch's missing one (buf ← g); leaving some
+                # missing makes fused SGD raise (see test_thirdparty).
+                fresh["momentum_buffer"] = own.get("momentum_buffer")
+                if fresh["momentum_buffer"] is None:
+                    fresh["momentum_buffer"] = self._torch.zeros_like(p)
         elif name == "RMSprop" and c["momentum"] > 0 and "momentum" in slots and scale_ok:
             fresh["momentum_buffer"] = self._tensor(np.asarray(slots["momentum"], np.float64)
                                                     / previous)  # fmt: skip
