@@ -34,6 +34,10 @@ BUNDLED: dict[str, str] = {
     "numpy": "optcheck.adapters.numpy_reference:factory",
     "jax": "optcheck.adapters.jax_xla:factory",
     "tf": "optcheck.adapters.tf_xla:factory",
+    "torch": "optcheck.adapters.torch_optim:factory",
+    "torch-foreach": "optcheck.adapters.torch_optim:foreach_factory",
+    "torch-fused": "optcheck.adapters.torch_optim:fused_factory",
+    "optax": "optcheck.adapters.optax_adapter:factory",
 }
 
 
