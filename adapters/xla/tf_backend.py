@@ -17,10 +17,14 @@ deduplication, weight decay, the update of every variable, EMA and the counter �
 one ``tf.function(jit_compile=True)`` (not one XLA cluster per variable as tf-keras
 does). ``jit_compile=False`` runs the same function as a plain graph.
 
-The program is traced once per structure (which gradients are None or sparse,
-shapes, dtypes) and serves every hyper-parameter value: hyper-parameters and the
-learning rate are float64 / learning-rate-dtype tensor arguments. A schedule's value
-is the reference schedule's at the current step, computed on the host.
+The program is traced once per structure (which gradients are None or sparse, their
+shapes, the accumulation phase, the masks) into a concrete function whose inputs are
+tensors only — the learning rate, the gradients' tensors, a stack's masks — so a
+step converts no Python structure: the variables, slots and hyper-parameters (float64
+tensors made at build) are captured, and the learning rate (in its dtype) is remade
+only when its value changes. One compilation serves every hyper-parameter value. A
+schedule's value is the reference schedule's at the current step, computed on the
+host.
 
 Inside XLA, repeated sparse indices are summed into their first occurrence with an
 ``n × n`` comparison (XLA needs static shapes; ``tf.unique`` has none), and later
@@ -99,7 +103,10 @@ class Optimizer:
         self._functions = {}
         self._exclude_ids = set()
         self._lr = None
-        #: Under a strategy: device -> that device's components of (variables, slots, glob).
+        #: The learning rate as the step's input, remade only when its value changes.
+        self._lr_input = (None, None)
+        #: Under a strategy: device -> that device's components of (variables, slots, glob,
+        #: iterations).
         self._components = {}
 
     @classmethod
@@ -196,11 +203,13 @@ class Optimizer:
         variables = [per_device(v) for v in self._variables]
         slots = [{n: per_device(s) for n, s in d.items()} for d in self._slots]
         glob = {n: per_device(g) for n, g in self._glob.items()}
+        iterations = local(self._iterations)
         return {
             device: (
                 [v[i] for v in variables],
                 [{n: s[i] for n, s in d.items()} for d in slots],
                 {n: g[i] for n, g in glob.items()},
+                iterations[i],
             )
             for i, device in enumerate(devices)
         }
@@ -258,7 +267,6 @@ class Optimizer:
             )
         if not self._built:
             self.build([v for _, v in pairs])
-        by_index = {self._index(v): g for g, v in pairs}
         missing = [v.name for g, v in pairs if g is None]
         if missing:
             warnings.warn(
@@ -266,27 +274,22 @@ class Optimizer:
                 UserWarning,
                 stacklevel=2,
             )
-        grads, kinds, replicas = [], [], 0
-        for i in range(len(self._variables)):
-            g = by_index.get(i)
+        grads = [None] * len(self._variables)
+        for g, v in pairs:
             if isinstance(g, tuple):
                 if skip_gradients_aggregation:
                     raise TypeError("Per-replica gradients cannot skip aggregation.")
                 if in_replica:
                     raise TypeError("In a replica context, each replica passes its own gradients.")
-                replicas = len(g)
-                kinds.append("sparse" if isinstance(g[0], tf.IndexedSlices) else "dense")
-                g = tuple(self._convert(r, i) for r in g)
+                g = tuple(_convert(r) for r in g)
             elif g is not None:
-                kinds.append("sparse" if isinstance(g, tf.IndexedSlices) else "dense")
-                g = self._convert(g, i)
-            else:
-                kinds.append(None)
-            grads.append(g)
-        static = self._static(kinds, self._count, replicas)
+                g = _convert(g)
+            grads[self._index(v)] = g
         if not in_replica:
-            self._apply(static, grads, masks)
+            self._apply(grads, masks)
             return self._iterations
+        kinds = [_kind(e) for e in _flatten(grads)[1]]
+        static = self._static(kinds, self._count)
         context = tf.distribute.get_replica_context()
         aggregated = not skip_gradients_aggregation and context.num_replicas_in_sync > 1
         if aggregated:
@@ -301,64 +304,87 @@ class Optimizer:
             live = iter(context.all_reduce(tf.distribute.ReduceOp.SUM, live))
             grads = [None if kind is None else next(live) for kind in kinds]
         context.merge_call(
-            lambda strategy, grads: self._apply(static, grads, masks, aggregated), args=(grads,)
+            lambda strategy, grads: self._apply(grads, masks, aggregated), args=(grads,)
         )
         return self._iterations
 
-    def _apply(self, static, grads, masks, aggregated=False):
+    def _apply(self, grads, masks, aggregated=False):
         """The host side of one step (the learning rate, the count) and the compiled
         step: on the variables, or on each device's components of mirrored ones."""
-        k = static.accumulation
-        if not k or (self._count + 1) % k == 0:
+        k = self._options["accumulation"]
+        update = not k or (self._count + 1) % k == 0
+        if update:
             self._lr = self._learning_rate(self._count)
-        lr = tf.constant(self._lr if self._lr is not None else self._learning_rate(0))
-        masks = {} if masks is None else {k: tf.constant(v) for k, v in masks.items()}
-        fn = self._function(static, aggregated)
+        lr = self._lr_tensor(self._lr if self._lr is not None else self._learning_rate(0))
+        names = tuple(sorted(masks)) if masks else ()
+        mask_values = [tf.constant(masks[n]) for n in names]
         if self._strategy is None:
-            fn(self._variables, self._slots, self._glob, self._iterations, grads, self._hyper,
-               lr, masks)  # fmt: skip
+            state = (self._variables, self._slots, self._glob, self._iterations)
+            self._run(state, None, (update, aggregated, names), lr, grads, mask_values)
         else:
 
             def on_device(iterations, grads):
-                variables, slots, glob = self._components[iterations.device]
-                fn(variables, slots, glob, iterations, grads, self._hyper, lr, masks)
+                device = iterations.device
+                key = (update, aggregated, names)
+                self._run(self._components[device], device, key, lr, grads, mask_values)
 
             self._strategy.extended.update(self._iterations, on_device, args=(grads,), group=False)
         self._count += 1
 
-    def _convert(self, g, index):
-        if isinstance(g, tf.IndexedSlices):
-            return tf.IndexedSlices(g.values, tf.cast(g.indices, tf.int64), g.dense_shape)
-        return tf.convert_to_tensor(g)
+    def _lr_tensor(self, value):
+        held, tensor = self._lr_input
+        if held is None or held.dtype != value.dtype or held.tobytes() != value.tobytes():
+            tensor = tf.constant(value)
+            self._lr_input = (value, tensor)
+        return tensor
 
-    def _function(self, static, aggregated=False):
-        """The compiled step of ``static`` (``aggregated``: from aggregation on)."""
-        fn = self._functions.get((static, aggregated))
+    def _run(self, state, device, key, lr, grads, masks):
+        """Call the compiled step on ``state`` — traced once per gradient layout, phase,
+        masks and device, a concrete function whose inputs are only tensors: the learning
+        rate, the gradients' tensors and the masks (state and hyper-parameters are
+        captured)."""
+        flat, layout = _flatten(grads)
+        inputs = [lr, *flat, *masks]
+        fn = self._functions.get((layout, device, *key))
         if fn is None:
-            ops = self._ops
+            _, aggregated, names = key  # the phase: self._static reads it from the count
+            fn = self._compile(state, layout, aggregated, names, inputs)
+            self._functions[(layout, device, *key)] = fn
+        fn(*inputs)
 
-            def apply(variables, slots, glob, iterations, grads, hyper, lr, masks):
-                params = [v.read_value() for v in variables]
-                slot_values = [{n: s.read_value() for n, s in d.items()} for d in slots]
-                glob_values = {n: g.read_value() for n, g in glob.items()}
-                grads = [_sparse(g, tuple(v.shape)) for g, v in zip(grads, variables, strict=True)]
-                params, slot_values, glob_values = core.step(
-                    ops, static, hyper, lr, iterations.read_value(), params, slot_values,
-                    glob_values, grads, masks=masks or None, aggregated=aggregated,
-                )  # fmt: skip
-                for v, value, kind in zip(variables, params, static.kinds, strict=True):
-                    if kind is not None or static.use_ema:
-                        v.assign(value)
-                for d, values in zip(slots, slot_values, strict=True):
-                    for n, value in values.items():
-                        d[n].assign(value)
-                for n, value in glob_values.items():
-                    glob[n].assign(value)
-                iterations.assign_add(1)
+    def _compile(self, state, layout, aggregated, names, inputs):
+        """The step (``aggregated``: from aggregation on) as a concrete function of
+        :meth:`_run`'s inputs."""
+        variables, slots, glob, iterations = state
+        kinds = [_kind(entry) for entry in layout]
+        replicas = next((len(e[1]) for e in layout if e and e[0] == "replicas"), 0)
+        static = self._static(kinds, self._count, replicas)
+        ops, hyper = self._ops, self._hyper
+        shapes = [tuple(v.shape) for v in variables]
 
-            fn = tf.function(apply, jit_compile=self.jit_compile, autograph=False)
-            self._functions[(static, aggregated)] = fn
-        return fn
+        def apply(lr, *flat):
+            tensors = iter(flat)
+            grads = [_unflatten(e, tensors, shape) for e, shape in zip(layout, shapes, strict=True)]
+            masks = dict(zip(names, tensors, strict=True)) or None
+            params = [v.read_value() for v in variables]
+            slot_values = [{n: s.read_value() for n, s in d.items()} for d in slots]
+            glob_values = {n: g.read_value() for n, g in glob.items()}
+            params, slot_values, glob_values = core.step(
+                ops, static, hyper, lr, iterations.read_value(), params, slot_values,
+                glob_values, grads, masks=masks, aggregated=aggregated,
+            )  # fmt: skip
+            for v, value, kind in zip(variables, params, static.kinds, strict=True):
+                if kind is not None or static.use_ema:
+                    v.assign(value)
+            for d, values in zip(slots, slot_values, strict=True):
+                for n, value in values.items():
+                    d[n].assign(value)
+            for n, value in glob_values.items():
+                glob[n].assign(value)
+            iterations.assign_add(1)
+
+        fn = tf.function(apply, jit_compile=self.jit_compile, autograph=False)
+        return fn.get_concrete_function(*inputs)
 
     def _replica_function(self, static):
         """One replica's stages before the all-reduce (:func:`core.replica_stages`),
@@ -392,6 +418,54 @@ def _sparse(g, shape):
     if isinstance(g, tf.IndexedSlices):
         return core.Sparse(g.values, g.indices, shape)
     return g
+
+
+def _convert(g):
+    if isinstance(g, tf.Tensor):  # what convert_to_tensor returns, in a tenth of its time
+        return g
+    if isinstance(g, tf.IndexedSlices):
+        return tf.IndexedSlices(g.values, tf.cast(g.indices, tf.int64), g.dense_shape)
+    return tf.convert_to_tensor(g)
+
+
+def _flatten(grads):
+    """The gradients' tensors in order (IndexedSlices: values, indices; per-replica
+    tuples: each replica's), and their layout, which shapes the program: per variable
+    None, ``("dense", shape)``, ``("sparse", rows)`` or ``("replicas", (layouts…))``."""
+    flat = []
+
+    def entry(g):
+        if isinstance(g, tf.IndexedSlices):
+            flat.extend((g.values, g.indices))
+            return ("sparse", g.values.shape[0])
+        flat.append(g)
+        return ("dense", tuple(g.shape))
+
+    layout = tuple(
+        None if g is None
+        else ("replicas", tuple(entry(r) for r in g)) if isinstance(g, tuple)
+        else entry(g)
+        for g in grads
+    )  # fmt: skip
+    return flat, layout
+
+
+def _unflatten(entry, tensors, shape):
+    """One gradient of :func:`_flatten`'s ``layout`` from the iterator of its tensors,
+    IndexedSlices as the core's :class:`~.core.Sparse` of a variable of ``shape``."""
+    if entry is None:
+        return None
+    if entry[0] == "replicas":
+        return tuple(_unflatten(e, tensors, shape) for e in entry[1])
+    if entry[0] == "sparse":
+        return core.Sparse(next(tensors), next(tensors), shape)
+    return next(tensors)
+
+
+def _kind(entry):
+    if entry is None:
+        return None
+    return _kind(entry[1][0]) if entry[0] == "replicas" else entry[0]
 
 
 def _slices(g):
