@@ -8,7 +8,8 @@ wherever optax's blocks allow it (:data:`MAPPING` says how, and what is not exac
   with optax's bias-corrected ``scale_by_adam`` that is ``eps_t = ε/sqrt(1 − β2ᵗ)``,
   injected per step with ``optax.inject_hyperparams``; AMSGrad uses ``scale_by_amsgrad``
   without bias corrections and Keras's step size ``sqrt(1 − β2ᵗ)/(1 − β1ᵗ)`` as a
-  ``scale_by_schedule``.
+  ``scale_by_schedule``. Keras's powers are of float32(β) (``tf.cast``), its ``1 − β`` of
+  the config's β: a ``scale_by_schedule`` factor reconciles optax's powers with Keras's.
 * SGD's momentum is ``trace`` *after* ``scale_by_learning_rate`` (Keras keeps −lr·g in its
   momentum; ``optax.sgd`` traces raw gradients, which differs once the rate changes).
 * Decoupled weight decay is ``add_decayed_weights`` before ``scale_by_learning_rate``, as
@@ -39,10 +40,9 @@ OPTIMIZERS = ("SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "Nadam", 
 MAPPING = {
     "SGD": "chain(scale_by_learning_rate, trace(momentum, nesterov)): exact (trace holds "
     "Keras's m)",
-    "Adam": "inject_hyperparams(scale_by_adam)(eps=ε/sqrt(1−β2ᵗ)), scale_by_learning_rate: "
-    "exact in real arithmetic; AMSGrad: scale_by_amsgrad(no bias corrections), "
-    "scale_by_schedule(sqrt(1−β2ᵗ)/(1−β1ᵗ)): exact. optax's β powers use the config's β, "
-    "Keras's float32(β): float64 runs differ by ~1e-8",
+    "Adam": "inject_hyperparams(scale_by_adam)(eps=ε/sqrt(1−β2ᵗ)), a scale_by_schedule "
+    "turning optax's βᵗ into Keras's float32(β)ᵗ, scale_by_learning_rate: exact; AMSGrad: "
+    "scale_by_amsgrad(no bias corrections), scale_by_schedule(sqrt(1−β2ᵗ)/(1−β1ᵗ)): exact",
     "AdamW": "Adam's chain with add_decayed_weights(wd, mask) before the learning rate "
     "(optax.adamw's order): exact",
     "Adagrad": "scale_by_rss(initial_accumulator_value, eps): exact (ε inside the sqrt)",
@@ -165,7 +165,19 @@ class OptaxSession(Session):
                 hat = optax.inject_hyperparams(
                     optax.scale_by_adam, static_args=("b1", "b2"), hyperparam_dtype=self._dtype
                 )
-                parts = [hat(b1=b1, b2=b2, eps=lambda n: eps / jnp.sqrt(1.0 - b2 ** (n + 1.0)))]
+                p1, p2 = kp.f32(b1), kp.f32(b2)
+
+                def powers(n):
+                    # Keras's bias corrections use float32(β)ᵗ, scale_by_adam's βᵗ: for β2
+                    # near 1 they differ visibly even in float32 (1.7e-4 at β2 = 0.9999).
+                    t = n + 1.0
+                    ratio = jnp.sqrt((1.0 - p2**t) / (1.0 - b2**t))
+                    return ratio * (1.0 - b1**t) / (1.0 - p1**t)
+
+                parts = [
+                    hat(b1=b1, b2=b2, eps=lambda n: eps / jnp.sqrt(1.0 - b2 ** (n + 1.0))),
+                    optax.scale_by_schedule(powers),
+                ]
         elif name == "Adagrad":
             initial = c["initial_accumulator_value"]
             if s.profile == "keras3":
@@ -286,17 +298,21 @@ class OptaxSession(Session):
         self._step = jax.jit(step)
 
     def _set_counts(self, raw: int):
-        """Every step counter of the state at ``raw`` calls (``raw // k`` updates)."""
-        jnp, tu = self._jnp, self._optax.tree_utils
+        """Every step counter of the state at ``raw`` calls (``raw // k`` updates),
+        including the schedules' own counters inside ``inject_hyperparams``."""
+        jnp = self._jnp
         done = raw // self._k if self._k else raw
         state = self._state
         if self._k:
             state = state._replace(mini_step=jnp.asarray(raw % self._k, jnp.int32),
                                    gradient_step=jnp.asarray(done, jnp.int32))  # fmt: skip
-        try:
-            return tu.tree_set(state, count=jnp.asarray(done, jnp.int32))
-        except KeyError:  # a chain without counters (SGD, Adagrad)
-            return state
+
+        def visit(kind, field, value):
+            if field == "count":
+                return jnp.asarray(done, jnp.asarray(value).dtype)
+            return value
+
+        return self._walk(state, visit)
 
     # -- stepping ----------------------------------------------------------------------
     def _updates_done(self) -> int:
@@ -355,6 +371,8 @@ class OptaxSession(Session):
             return type(state)(**values)
         if isinstance(state, tuple):
             return tuple(self._walk(s, visit) for s in state)
+        if isinstance(state, dict):
+            return {k: self._walk(v, visit) for k, v in state.items()}
         return state
 
     def _factored(self, index: int) -> str | None:
