@@ -280,7 +280,7 @@ class TorchSession(Session):
                     "exp_avg": zeros.clone(), "exp_avg_sq": zeros.clone()}  # fmt: skip
         if name == "RMSprop":
             state = {"step": counter, "square_avg": zeros.clone()}
-            if c["momentum"] > 0:
+            if self._opt.param_groups[0]["momentum"] > 0:
                 state["momentum_buffer"] = zeros.clone()
             if c["centered"]:
                 state["grad_avg"] = zeros.clone()
@@ -435,7 +435,10 @@ class TorchSession(Session):
         """Slots whose torch counterpart is a rescaled or shifted Keras slot."""
         c = self._config
         scale_ok = previous is not None and previous != 0 and math.isfinite(previous)
-        if name == "SGD" and c["momentum"] > 0 and "m" in slots:
+        # torch's own momentum (Keras's, rounded to float32 for SGD) decides: a momentum
+        # that rounds to 0 keeps no buffer.
+        momentum = self._opt.param_groups[0].get("momentum", 0.0)
+        if name == "SGD" and momentum > 0 and "m" in slots:
             # Keras's m = −lr·buf for a constant rate: the buffer that continues the same
             # trajectory (with a changing rate no buffer does: the suite reports it).
             if scale_ok:
@@ -447,7 +450,7 @@ class TorchSession(Session):
                 fresh["momentum_buffer"] = own.get("momentum_buffer")
                 if fresh["momentum_buffer"] is None:
                     fresh["momentum_buffer"] = self._torch.zeros_like(p)
-        elif name == "RMSprop" and c["momentum"] > 0 and "momentum" in slots and scale_ok:
+        elif name == "RMSprop" and momentum > 0 and "momentum" in slots and scale_ok:
             fresh["momentum_buffer"] = self._tensor(np.asarray(slots["momentum"], np.float64)
                                                     / previous)  # fmt: skip
         elif name == "Adamax" and "u" in slots:
