@@ -74,7 +74,8 @@ def test_verify_only_unsupported_exits_0(tmp_path, on_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--adapter", "nope"], "known adapters: jax, numpy, optax, tf, torch, torch-foreach, torch-fused"),
+    (["--adapter", "nope"], "known adapters: jax, numpy, optax, tf, torch, torch-foreach, "
+                            "torch-fused"),
     (["--adapter", "no_such_module_xyz:factory"], "no module 'no_such_module_xyz'"),
     (["--adapter", "numpy", "--optimizer", "Adamm"], "known optimizers: SGD, Adam"),
     (["--adapter", "numpy", "--optimizer", "SGD", "--feature", "no-such-feature"],

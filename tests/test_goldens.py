@@ -74,7 +74,8 @@ def test_cli_verify_runs_every_golden_table_through_the_adapter(tmp_path, profil
 
 def test_cli_unknown_adapter_is_a_usage_error(tmp_path, capsys):
     assert main(["verify", "--adapter", "nope", "--out", str(tmp_path)]) == 2
-    assert "known adapters: jax, numpy, optax, tf, torch, torch-foreach, torch-fused" in capsys.readouterr().err
+    known = "known adapters: jax, numpy, optax, tf, torch, torch-foreach, torch-fused"
+    assert known in capsys.readouterr().err
 
 
 def test_cli_lists_adapters(capsys):

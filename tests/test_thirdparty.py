@@ -180,16 +180,14 @@ def test_optax_exact_mappings_conform(optax_adapter, dtype):
         _scenario("Adadelta", {"learning_rate": 1.0, "global_clipnorm": 1.0}, dtype),
         _scenario("Lion", {"learning_rate": 0.01, "use_ema": True}, dtype, finalize=True),
     ]
-    if dtype == "float32":  # float64 differs by Keras's float32(β) in βᵗ
-        cases += [
-            _scenario("Adam", {"learning_rate": 0.01, "epsilon": 1e-2}, dtype),
-            _scenario(
-                "AdamW", {"learning_rate": 0.01, "weight_decay": 0.1}, dtype, exclude_indices=[1]
-            ),
-        ]
-    cases.append(
-        _scenario("Adam", {"learning_rate": 0.01, "epsilon": 1e-2, "amsgrad": True}, dtype)
-    )
+    cases += [
+        # Keras's epsilon hat and float32(β)ᵗ, reproduced with optax blocks
+        _scenario("Adam", {"learning_rate": 0.01, "epsilon": 1e-2, "beta_2": 0.9999}, dtype),
+        _scenario(
+            "AdamW", {"learning_rate": 0.01, "weight_decay": 0.1}, dtype, exclude_indices=[1]
+        ),
+        _scenario("Adam", {"learning_rate": 0.01, "epsilon": 1e-2, "amsgrad": True}, dtype),
+    ]
     for scenario in cases:
         found = engine.check(scenario, optax_adapter)
         assert found is None, f"{found}\n{scenario.describe()}"
