@@ -160,7 +160,7 @@ class TorchSession(Session):
         else:
             groups = [{"params": self._params}]
         self._opt = getattr(torch.optim, CLASSES[name])(groups, **kwargs)
-        if start:
+        if start or (self._variant == "fused" and name == "SGD"):
             for p in self._params:
                 self._opt.state[p] = self._fresh_state(p, start)
         self._schedule = None
@@ -262,6 +262,12 @@ class TorchSession(Session):
         zeros = torch.zeros_like(p, memory_format=torch.preserve_format)
         counter = torch.tensor(float(step), dtype=torch.float32)
         if name == "SGD":
+            if self._variant == "fused" and self._opt.param_groups[0]["momentum"] > 0:
+                # torch 2.13's fused CPU SGD leaves float16/bfloat16 16-element chunks
+                # unwritten, so a buffer it creates with empty_like keeps garbage there and
+                # runs stop being reproducible; a zero buffer steps as torch's first one
+                # (buf ← g) and keeps the missing updates deterministic deviations.
+                return {"momentum_buffer": torch.zeros_like(p)}
             return {}
         if name in ("Adam", "AdamW"):
             state = {"step": counter, "exp_avg": zeros.clone(), "exp_avg_sq": zeros.clone()}
