@@ -179,6 +179,23 @@ def test_tf_graph_mode_matches_xla():
     np.testing.assert_allclose(out[0], out[1], rtol=1e-6, atol=1e-7)
 
 
+def test_tf_max_and_min_propagate_nan_under_jit():
+    """TF's XLA:CPU max/min drop a NaN second operand (fast min/max); the golden's
+    ``np.maximum`` keeps it, so our TF ops must too, in either order."""
+    tf = pytest.importorskip("tensorflow")
+    from optcheck.adapters.xla.ops import TfOps
+
+    ops = TfOps()
+    a = tf.constant([0.006, np.nan, 1.0, 2.0])
+    b = tf.constant([np.nan, 0.006, np.nan, 3.0])
+    step = tf.function(lambda a, b: (ops.maximum(a, b), ops.minimum(a, b), ops.maximum(b, a)),
+                       jit_compile=True)  # fmt: skip
+    for got, last in zip(step(a, b), (3.0, 2.0, 3.0), strict=True):
+        np.testing.assert_array_equal(got.numpy(), [np.nan, np.nan, np.nan, last])
+    scalar = tf.function(lambda x: ops.maximum(tf.constant(0.006), x), jit_compile=True)
+    assert np.isnan(scalar(tf.constant(np.nan)).numpy())
+
+
 def _run_tf(script: str, cpus=0, timeout=600):
     """``script`` in a fresh interpreter, after splitting the host CPU into ``cpus``
     logical devices (possible only before TensorFlow initialises); it prints "ok" when

@@ -48,7 +48,7 @@ class TfOps:
         self.tf = tf
         m = tf.math
         self.sqrt, self.square, self.abs, self.sign = m.sqrt, m.square, m.abs, m.sign
-        self.maximum, self.minimum, self.power, self.floor = m.maximum, m.minimum, m.pow, m.floor
+        self.power, self.floor = m.pow, m.floor
         self.where, self.expand_dims, self.zeros_like = tf.where, tf.expand_dims, tf.zeros_like
         self.logical_and = m.logical_and
 
@@ -66,6 +66,22 @@ class TfOps:
 
     def shape(self, x) -> tuple:
         return tuple(x.shape)
+
+    def maximum(self, a, b):
+        """IEEE-style max that propagates NaN from either operand, as NumPy, JAX and TF's
+        own kernels do. TF's XLA:CPU lowering uses fast min/max: ``max(c, nan)`` is ``c``
+        under ``jit_compile`` (tf 2.21), which would drop a NaN the golden keeps."""
+        return self._nan_or(a, b, self.tf.math.maximum(a, b))
+
+    def minimum(self, a, b):
+        """NaN-propagating min; see :meth:`maximum`."""
+        return self._nan_or(a, b, self.tf.math.minimum(a, b))
+
+    def _nan_or(self, a, b, value):
+        tf = self.tf
+        a, b = tf.convert_to_tensor(a), tf.convert_to_tensor(b, dtype_hint=a.dtype)
+        either = tf.logical_or(tf.math.is_nan(a), tf.math.is_nan(b))
+        return tf.where(either, a + b, value)
 
     def sum(self, x, axis=None, keepdims=False):
         return self.tf.reduce_sum(x, axis=axis, keepdims=keepdims)

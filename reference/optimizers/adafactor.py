@@ -52,6 +52,12 @@ Notes:
 * In float16, ε1 = 1e-30 rounds to 0: an exactly-zero gradient element (rank < 2) or
   row/column (rank ≥ 2) gives v = 0 there, u = 0·inf = NaN, RMS(u) = NaN, and the
   whole variable becomes NaN — as the sources compute it **[derived]**.
+* ``max`` and ``min`` propagate NaN from either operand (``np.maximum``), as TF's
+  own Maximum kernel (eager and graph), Keras 3's ``ops.maximum`` and JAX do. TF's
+  XLA:CPU lowering under ``jit_compile`` uses fast min/max instead
+  (``tf.maximum(0.006, nan)`` is 0.006 in tf 2.21), so tf-keras's default
+  jit-compiled Adafactor can turn a NaN RMS(var) into ε2: an artefact of one
+  backend's flags, not the documented formula, and reported as a deviation.
 * Sparse gradients are densified (tf-keras ``tf.square(gradient)`` and
   ``convert_to_tensor(gradient)`` on IndexedSlices), so sparse == dense exactly.
 """
