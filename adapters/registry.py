@@ -38,6 +38,15 @@ BUNDLED: dict[str, str] = {
     "torch-foreach": "optcheck.adapters.torch_optim:foreach_factory",
     "torch-fused": "optcheck.adapters.torch_optim:fused_factory",
     "optax": "optcheck.adapters.optax_adapter:factory",
+    "keras3-jax": "optcheck.adapters.keras3_adapter:jax_factory",
+    "keras3-jax-jit": "optcheck.adapters.keras3_adapter:jax_jit_factory",
+    "keras3-tensorflow": "optcheck.adapters.keras3_adapter:tensorflow_factory",
+    "keras3-tensorflow-function": "optcheck.adapters.keras3_adapter:tensorflow_function_factory",
+    "keras3-torch": "optcheck.adapters.keras3_adapter:torch_factory",
+    "keras3-numpy": "optcheck.adapters.keras3_adapter:numpy_factory",
+    "tf-keras": "optcheck.adapters.tf_keras_adapter:factory",
+    "tf-keras-nojit": "optcheck.adapters.tf_keras_adapter:nojit_factory",
+    "tf-keras-graph": "optcheck.adapters.tf_keras_adapter:graph_factory",
 }
 
 
