@@ -324,8 +324,10 @@ class TfKerasAdapter(Adapter):
         jit = "jit_compile off" if self.jit_compile is False else "jit_compile as configured"
         mode = "tf.function" if self.graph else "eager"
         where = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
-        return (f"tf-keras {tf_keras.__version__}, tensorflow {tf.__version__} ({mode}, {jit}; "
-                f"{where}; MirroredStrategy over up to {_cpu_devices()} logical CPU devices)")  # fmt: skip
+        return (
+            f"tf-keras {tf_keras.__version__}, tensorflow {tf.__version__} ({mode}, {jit}; "
+            f"{where}; MirroredStrategy over up to {_cpu_devices()} logical CPU devices)"
+        )
 
     def availability(self):
         try:
@@ -344,8 +346,10 @@ class TfKerasAdapter(Adapter):
         devices = _cpu_devices() if self.availability()[0] else 0
         if devices < MAX_REPLICAS:
             features -= {"replicas", "skip_aggregation"}
-            why = (f"TensorFlow was initialised with {devices} CPU device(s) before the adapter "
-                   f"could split the host CPU for MirroredStrategy ({MAX_REPLICAS} needed)")  # fmt: skip
+            why = (
+                f"TensorFlow was initialised with {devices} CPU device(s) before the adapter "
+                f"could split the host CPU for MirroredStrategy ({MAX_REPLICAS} needed)"
+            )
             notes["replicas"] = notes["skip_aggregation"] = why
         return Capabilities(
             optimizers=frozenset(OPTIMIZERS),
