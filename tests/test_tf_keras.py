@@ -1,0 +1,196 @@
+"""The tf-keras adapters (``tf-keras``, ``tf-keras-nojit``, ``tf-keras-graph``): tf-keras
+conforms to the keras2 profile where it should, its known departures are found, Keras 3
+features are unsupported with a reason. Skipped where tf_keras is not installed; the
+``optcheck verify`` runs are recorded in docs/keras.md."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from optcheck.adapters.base import Observation
+from optcheck.adapters.registry import describe, load_adapter
+from optcheck.conformance import engine, suite
+from optcheck.conformance.scenario import Scenario
+from optcheck.reference.sparse import IndexedSlices, PerReplica
+
+VARIANTS = ("tf-keras", "tf-keras-nojit", "tf-keras-graph")
+SCHEDULE = {
+    "class_name": "ExponentialDecay",
+    "config": {"initial_learning_rate": 0.1, "decay_steps": 2, "decay_rate": 0.5},
+}
+
+
+def _arrays(seed, *shapes, dtype="float32"):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=s).astype(dtype) for s in shapes]
+
+
+def _scenario(optimizer, config, dtype="float32", profile="keras2", steps=3, **options):
+    shapes = [(3, 2), (4,), ()]
+    steps = [_arrays(10 + i, *shapes, dtype=dtype) for i in range(steps)]
+    return Scenario(
+        optimizer, config, profile, dtype, _arrays(1, *shapes, dtype=dtype), steps, **options
+    )
+
+
+def _sparse(scenario):
+    """The first two variables' gradients as IndexedSlices with duplicated rows."""
+    for step in scenario.steps:
+        a, b = step[0], step[1]
+        step[0] = IndexedSlices(np.concatenate([a[:2], a[:1]]), np.array([0, 2, 0]), (3, 2))
+        step[1] = IndexedSlices(b[:3], np.array([1, 1, 3]), (4,))
+    scenario.needs = ("sparse",)
+    return scenario
+
+
+@pytest.fixture(scope="module")
+def adapters():
+    pytest.importorskip("tf_keras")
+    return {name: load_adapter(name) for name in VARIANTS}
+
+
+# -- loading without the library ------------------------------------------------------
+@pytest.mark.parametrize("name", VARIANTS)
+def test_factories_load_without_the_library(monkeypatch, name):
+    monkeypatch.setitem(sys.modules, "tf_keras", None)  # import fails as if not installed
+    info = describe(name)
+    assert not info.available and "tf_keras is not installed" in info.reason
+
+
+# -- exact conformance (keras2: the profile defined from tf-keras) ----------------------
+def _keras2_cases():
+    return {
+        "Adam": _scenario("Adam", {"learning_rate": 0.01}),
+        "SGD momentum": _scenario("SGD", {"learning_rate": 0.1, "momentum": 0.9,
+                                          "nesterov": True}),  # fmt: skip
+        "Adafactor": _scenario("Adafactor", {"learning_rate": 0.1}),
+        "EMA + finalize": _scenario(
+            "SGD",
+            {"learning_rate": 0.1, "use_ema": True, "ema_momentum": 0.9,
+             "ema_overwrite_frequency": 2},
+            finalize=True,
+        ),  # fmt: skip
+        "clipnorm": _scenario("Adam", {"learning_rate": 0.1, "clipnorm": 0.5}),
+        "sparse": _sparse(_scenario("Adagrad", {"learning_rate": 0.1, "clipnorm": 1.0})),
+        "schedule": _scenario("SGD", {"learning_rate": SCHEDULE, "momentum": 0.5}),
+    }
+
+
+@pytest.mark.parametrize("case", list(_keras2_cases()))
+def test_tf_keras_conforms_to_keras2(adapters, case):
+    scenario = _keras2_cases()[case]
+    found = engine.check(scenario, adapters["tf-keras"])
+    assert found is None, f"{case}: {found}\n{scenario.describe()}"
+
+
+@pytest.mark.parametrize("name", ["tf-keras-nojit", "tf-keras-graph"])
+def test_other_variants_conform(adapters, name):
+    cases = [
+        _scenario("Adam", {"learning_rate": 0.01, "amsgrad": True}, "float64"),
+        _scenario("AdamW", {"learning_rate": 0.01, "weight_decay": 0.1}, exclude_indices=[1]),
+        _scenario("Ftrl", {"learning_rate": 0.1, "l1_regularization_strength": 0.01},
+                  iterations=3),  # fmt: skip
+        _scenario("Adam", {"learning_rate": SCHEDULE, "use_ema": True}, steps=4,
+                  round_trip_at=2),  # fmt: skip
+    ]
+    for scenario in cases:
+        found = engine.check(scenario, adapters[name])
+        assert found is None, f"{name}: {found}\n{scenario.describe()}"
+
+
+def test_replicas_are_summed_by_tf_keras(adapters):
+    adapter = adapters["tf-keras"]
+    if "replicas" not in adapter.capabilities().features:
+        pytest.skip(adapter.capabilities().notes["replicas"])
+    scenario = _scenario("SGD", {"learning_rate": 0.1, "momentum": 0.9})
+    scenario.steps = [[PerReplica((g, g * 2)) for g in step] for step in scenario.steps]
+    scenario.needs = ("replicas",)
+    assert engine.check(scenario, adapter) is None
+
+
+# -- load / resync ----------------------------------------------------------------------
+def test_load_overwrites_variables_slots_and_iterations(adapters):
+    scenario = _scenario("Adam", {"learning_rate": 0.01, "use_ema": True})
+    session = adapters["tf-keras"].open(scenario)
+    values = _arrays(5, (3, 2), (4,), ())
+    slots = [{"m": v * 0.1, "v": v * v, "average": v + 1} for v in values]
+    session.load(Observation(variables=values, iterations=7, slots=slots))
+    seen = session.observe()
+    assert seen.iterations == 7
+    for mine, theirs in zip(seen.variables, values, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    for mine, theirs in zip(seen.slots, slots, strict=True):
+        for name in ("m", "v", "average"):
+            np.testing.assert_array_equal(mine[name], theirs[name])
+    assert session.step(scenario.steps[0]).iterations == 8
+    session.close()
+
+
+# -- unsupported features ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "feature, reason",
+    [
+        ("loss_scale", "loss_scale_factor is a Keras 3 argument"),
+        ("gradient_accumulation", "gradient_accumulation_steps is a Keras 3 argument"),
+    ],
+)
+def test_keras3_features_are_unsupported_with_reasons(feature, reason):
+    pytest.importorskip("tf_keras")
+    ctx = suite.Context(adapter="tf-keras", profile="keras3", optimizers=["Adam"],
+                        features=[feature], dtypes=["float32"], fixed_cases=False)  # fmt: skip
+    (case,) = suite.plan(ctx).cases
+    result = suite.run_case(case, ctx)
+    assert result["status"] == "unsupported", result
+    assert reason in result["reason"], result["reason"]
+
+
+# -- differences that must be found ------------------------------------------------------
+def test_keras3_profile_difference_is_a_deviation(adapters):
+    """tf-keras's EMA average starts as a copy of the variable at build; Keras 3's first
+    update copies the variable after step 1."""
+    scenario = _scenario("SGD", {"learning_rate": 0.1, "use_ema": True, "ema_momentum": 0.9},
+                         profile="keras3")  # fmt: skip
+    found = engine.check(scenario, adapters["tf-keras-nojit"])
+    assert found is not None and found.step == 1 and "average" in found.quantity
+    scenario.profile = "keras2"
+    assert engine.check(scenario, adapters["tf-keras-nojit"]) is None
+
+
+def test_finding_nadam_u_product_counter_is_traced(adapters):
+    """tf-keras Nadam advances ``_u_product`` under a Python counter
+    (``_u_product_counter``) read inside ``update_step``: traced (jit_compile's per-variable
+    XLA function, or apply_gradients in a tf.function) the counter is frozen per trace and
+    ``_u_product`` is multiplied more than once per step. Eager without XLA is right."""
+    scenario = _scenario("Nadam", {"learning_rate": 0.01})
+    assert engine.check(scenario, adapters["tf-keras-nojit"]) is None
+    for name in ("tf-keras", "tf-keras-graph"):
+        found = engine.check(scenario, adapters[name])
+        assert found is not None and found.step == 1, name
+
+
+def test_finding_nadam_on_tf_keras_itself():
+    tf = pytest.importorskip("tensorflow")
+    tf_keras = pytest.importorskip("tf_keras")
+
+    def run(jit_compile):
+        variables = [tf.Variable(1.0) for _ in range(3)]
+        opt = tf_keras.optimizers.Nadam(0.1)
+        opt.jit_compile = jit_compile  # tf-keras drops it without a GPU
+        for _ in range(2):
+            opt.apply_gradients(zip([tf.constant(1.0)] * 3, variables))
+        return [float(v.numpy()) for v in variables]
+
+    eager = run(False)
+    assert eager[0] == eager[1] == eager[2]  # same gradients, same trajectory
+    xla = run(True)
+    assert len(set(xla)) > 1
+
+
+def test_finding_deserialize_does_not_know_adafactor_and_lion():
+    tf_keras = pytest.importorskip("tf_keras")
+    config = {"learning_rate": 0.1, "is_legacy_optimizer": False}
+    for name in ("Adafactor", "Lion"):
+        assert tf_keras.optimizers.deserialize({"class_name": name, "config": config}) == name
