@@ -64,15 +64,18 @@ def test_factories_load_without_the_library(monkeypatch, name):
 def _keras2_cases():
     return {
         "Adam": _scenario("Adam", {"learning_rate": 0.01}),
-        "SGD momentum": _scenario("SGD", {"learning_rate": 0.1, "momentum": 0.9,
-                                          "nesterov": True}),  # fmt: skip
+        "SGD momentum": _scenario("SGD", {"learning_rate": 0.1, "momentum": 0.9, "nesterov": True}),
         "Adafactor": _scenario("Adafactor", {"learning_rate": 0.1}),
         "EMA + finalize": _scenario(
             "SGD",
-            {"learning_rate": 0.1, "use_ema": True, "ema_momentum": 0.9,
-             "ema_overwrite_frequency": 2},
+            {
+                "learning_rate": 0.1,
+                "use_ema": True,
+                "ema_momentum": 0.9,
+                "ema_overwrite_frequency": 2,
+            },
             finalize=True,
-        ),  # fmt: skip
+        ),
         "clipnorm": _scenario("Adam", {"learning_rate": 0.1, "clipnorm": 0.5}),
         "sparse": _sparse(_scenario("Adagrad", {"learning_rate": 0.1, "clipnorm": 1.0})),
         "schedule": _scenario("SGD", {"learning_rate": SCHEDULE, "momentum": 0.5}),
@@ -91,10 +94,8 @@ def test_other_variants_conform(adapters, name):
     cases = [
         _scenario("Adam", {"learning_rate": 0.01, "amsgrad": True}, "float64"),
         _scenario("AdamW", {"learning_rate": 0.01, "weight_decay": 0.1}, exclude_indices=[1]),
-        _scenario("Ftrl", {"learning_rate": 0.1, "l1_regularization_strength": 0.01},
-                  iterations=3),  # fmt: skip
-        _scenario("Adam", {"learning_rate": SCHEDULE, "use_ema": True}, steps=4,
-                  round_trip_at=2),  # fmt: skip
+        _scenario("Ftrl", {"learning_rate": 0.1, "l1_regularization_strength": 0.01}, iterations=3),
+        _scenario("Adam", {"learning_rate": SCHEDULE, "use_ema": True}, steps=4, round_trip_at=2),
     ]
     for scenario in cases:
         found = engine.check(scenario, adapters[name])
@@ -180,7 +181,7 @@ def test_finding_nadam_on_tf_keras_itself():
         opt = tf_keras.optimizers.Nadam(0.1)
         opt.jit_compile = jit_compile  # tf-keras drops it without a GPU
         for _ in range(2):
-            opt.apply_gradients(zip([tf.constant(1.0)] * 3, variables))
+            opt.apply_gradients(zip([tf.constant(1.0)] * 3, variables, strict=True))
         return [float(v.numpy()) for v in variables]
 
     eager = run(False)
