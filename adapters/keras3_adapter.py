@@ -7,7 +7,11 @@
   optimizer variables carried as arrays between steps (what Keras's JAX trainer does);
 * ``keras3-tensorflow-function``: ``apply_gradients`` inside
   ``tf.function(jit_compile=True)`` (what Keras's TF trainer does with
-  ``jit_compile=True``; XLA on the CPU here).
+  ``jit_compile=True``; XLA on the CPU here);
+* ``keras3-torch-compile``: ``apply_gradients`` under ``torch.compile`` (what Keras's
+  torch trainer does with ``jit_compile=True``); a compile per scenario (about 40 s on a
+  CPU), too slow for a suite run: for targeted checks. The numpy backend has no compiled
+  path (nor a trainer: its ``fit`` raises NotImplementedError).
 
 Keras 3 fixes its backend once per process, when ``keras`` is first imported (the
 ``KERAS_BACKEND`` environment variable). The factories set ``KERAS_BACKEND`` when
@@ -311,6 +315,26 @@ class TFFunctionSession(Keras3Session):
         return float(self._numpy(self._function(grads)))
 
 
+class TorchCompileSession(Keras3Session):
+    """``apply_gradients`` under ``torch.compile`` (what Keras's torch trainer does with
+    ``jit_compile=True``: ``torch.compile(one_step_on_data)``, inductor by default)."""
+
+    def _compile(self) -> None:
+        import torch
+
+        opt, variables, ops = self._optimizer, self._variables, self._keras.ops
+
+        def apply(grads):
+            lr = ops.convert_to_tensor(opt.learning_rate)
+            opt.apply_gradients(list(zip(grads, variables, strict=True)))
+            return lr
+
+        self._function = torch.compile(apply)
+
+    def _apply(self, grads) -> float | None:
+        return float(self._numpy(self._function(grads)))
+
+
 class JaxJitSession(Keras3Session):
     """``optimizer.stateless_apply`` under ``jax.jit``; state carried as arrays."""
 
@@ -373,11 +397,12 @@ class Keras3Adapter(Adapter):
     def __init__(self, backend: str, compiled: bool = False):
         if backend not in BACKENDS:
             raise ValueError(f"unknown Keras backend {backend!r}; known: {sorted(BACKENDS)}")
-        if compiled and backend not in ("jax", "tensorflow"):
-            raise ValueError(f"Keras 3 has no compiled optimizer path on {backend}")
+        if compiled and backend == "numpy":
+            raise ValueError("Keras 3 has no compiled path on the numpy backend")
         self.backend = backend
         self.compiled = compiled
-        suffix = {"jax": "-jit", "tensorflow": "-function"}.get(backend, "") if compiled else ""
+        suffixes = {"jax": "-jit", "tensorflow": "-function", "torch": "-compile"}
+        suffix = suffixes[backend] if compiled else ""
         self.name = f"keras3-{backend}{suffix}"
         if _current_backend() is None:  # choose the backend before keras is imported
             os.environ["KERAS_BACKEND"] = backend
@@ -387,6 +412,8 @@ class Keras3Adapter(Adapter):
             return "eager apply_gradients"
         if self.backend == "jax":
             return "stateless_apply under jax.jit"
+        if self.backend == "torch":
+            return "apply_gradients under torch.compile"
         return "apply_gradients in tf.function(jit_compile=True)"
 
     def version(self) -> str:
@@ -430,7 +457,8 @@ class Keras3Adapter(Adapter):
 
     def open(self, scenario) -> Keras3Session:
         if self.compiled:
-            cls = JaxJitSession if self.backend == "jax" else TFFunctionSession
+            cls = {"jax": JaxJitSession, "tensorflow": TFFunctionSession,
+                   "torch": TorchCompileSession}[self.backend]  # fmt: skip
         else:
             cls = Keras3Session
         return cls(self, scenario)
@@ -454,6 +482,10 @@ def tensorflow_function_factory() -> Keras3Adapter:
 
 def torch_factory() -> Keras3Adapter:
     return Keras3Adapter("torch")
+
+
+def torch_compile_factory() -> Keras3Adapter:
+    return Keras3Adapter("torch", compiled=True)
 
 
 def numpy_factory() -> Keras3Adapter:

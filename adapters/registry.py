@@ -43,6 +43,7 @@ BUNDLED: dict[str, str] = {
     "keras3-tensorflow": "optcheck.adapters.keras3_adapter:tensorflow_factory",
     "keras3-tensorflow-function": "optcheck.adapters.keras3_adapter:tensorflow_function_factory",
     "keras3-torch": "optcheck.adapters.keras3_adapter:torch_factory",
+    "keras3-torch-compile": "optcheck.adapters.keras3_adapter:torch_compile_factory",
     "keras3-numpy": "optcheck.adapters.keras3_adapter:numpy_factory",
     "tf-keras": "optcheck.adapters.tf_keras_adapter:factory",
     "tf-keras-nojit": "optcheck.adapters.tf_keras_adapter:nojit_factory",

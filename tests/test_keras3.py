@@ -20,7 +20,7 @@ from optcheck.adapters.registry import describe, load_adapter
 pytest.importorskip("keras")
 
 KERAS3 = ("keras3-jax", "keras3-jax-jit", "keras3-tensorflow", "keras3-tensorflow-function",
-          "keras3-torch", "keras3-numpy")  # fmt: skip
+          "keras3-torch", "keras3-torch-compile", "keras3-numpy")  # fmt: skip
 
 SCRIPT = r"""
 import json, sys
