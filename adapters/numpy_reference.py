@@ -18,9 +18,15 @@ NAME = "numpy"
 
 
 class ReferenceSession(Session):
-    def __init__(self, package, scenario, numerics="faithful", perturbation=0.0, flush=None):
+    def __init__(self, package, scenario, numerics="faithful", perturbation=0.0, flush=None,
+                 variant=None):  # fmt: skip
         self._package = package
         self._scenario = scenario
+        self._profile = scenario.profile
+        self._spec = scenario.spec()
+        if variant is not None:
+            self._profile = variant.profile(package.profiles.get_profile(scenario.profile))
+            self._spec = variant.spec(self._spec)
         self._perturbation = perturbation
         self._flush = flush
         self._calls = 0
@@ -32,12 +38,13 @@ class ReferenceSession(Session):
         ]
         self._optimizer = self._new_optimizer()
         if scenario.iterations:
-            self._optimizer.iterations = scenario.iterations
+            if self._optimizer.profile.iterations_settable:
+                self._optimizer.iterations = scenario.iterations
+            else:  # Keras 3: ``optimizer.iterations.assign(n)`` (a diagnosis variant)
+                self._optimizer._iterations.assign(np.asarray(scenario.iterations, np.int64))
 
     def _new_optimizer(self):
-        optimizer = self._package.optimizers.deserialize(
-            self._scenario.spec(), profile=self._scenario.profile
-        )
+        optimizer = self._package.optimizers.deserialize(self._spec, profile=self._profile)
         s = self._scenario
         if s.exclude_names or s.exclude_indices:
             optimizer.exclude_from_weight_decay(
@@ -115,7 +122,7 @@ class ReferenceSession(Session):
     def round_trip(self) -> None:
         config = self._optimizer.get_config()
         cls = type(self._optimizer)
-        self._optimizer = cls.from_config(config, profile=self._scenario.profile)
+        self._optimizer = cls.from_config(config, profile=self._profile)
         s = self._scenario
         if s.exclude_names or s.exclude_indices:
             self._optimizer.exclude_from_weight_decay(
@@ -144,16 +151,19 @@ class ReferenceAdapter(Adapter):
         numerics="faithful",
         perturbation=0.0,
         flush=None,
+        variant=None,
     ):
         """``numerics``: "faithful", "oracle" (float64) or "extended" (x87); a non-zero
         ``perturbation`` runs Monte Carlo arithmetic of that relative size, flushing
         magnitudes below ``flush`` to zero when given (error estimates of the
-        conformance engine)."""
+        conformance engine). ``variant`` (deviation diagnosis) changes the semantics:
+        ``variant.profile(profile)`` and ``variant.spec(spec)`` give the ones to run."""
         self._package = importlib.import_module(package) if isinstance(package, str) else package
         self.name = name
         self.numerics = numerics
         self.perturbation = perturbation
         self.flush = flush
+        self.variant = variant
 
     def version(self) -> str:
         from optcheck import __version__
@@ -170,7 +180,7 @@ class ReferenceAdapter(Adapter):
 
     def open(self, scenario) -> ReferenceSession:
         return ReferenceSession(
-            self._package, scenario, self.numerics, self.perturbation, self.flush
+            self._package, scenario, self.numerics, self.perturbation, self.flush, self.variant
         )
 
 

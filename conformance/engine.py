@@ -134,22 +134,26 @@ def check(
     candidate: Adapter,
     policy: tol.Policy | None = None,
     golden: Adapter | None = None,
+    variant=None,
 ) -> Divergence | None:
     """Run ``scenario`` through the golden and ``candidate``; the first divergence.
 
     Beside them run the oracle (the golden's semantics in higher precision) and the
     same in Monte Carlo arithmetic, which estimate the error this computation can
-    legitimately carry (conformance/tolerance.py).
+    legitimately carry (conformance/tolerance.py). ``variant`` (a
+    :class:`~optcheck.conformance.diagnosis.Variant`) switches the golden, the oracle
+    and the Monte Carlo run to that variant's semantics.
     """
     policy = policy or tol.Policy()
-    golden = golden or ReferenceAdapter()
-    oracle_adapter = ReferenceAdapter(numerics=_oracle_numerics(scenario.dtype))
+    golden = golden or ReferenceAdapter(variant=variant)
+    oracle_adapter = ReferenceAdapter(numerics=_oracle_numerics(scenario.dtype), variant=variant)
     resync = policy.mode == "resync" and candidate.capabilities().load
     measure = policy.ulps is None
     mca_adapter = ReferenceAdapter(
         numerics=_oracle_numerics(scenario.dtype),
         perturbation=tol.PERTURB * tol.UNIT_ROUNDOFF[scenario.dtype],
         flush=tol.smallest_normal(scenario.dtype),
+        variant=variant,
     )
     g_session = golden.open(scenario)
     c_session = candidate.open(scenario)

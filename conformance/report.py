@@ -14,11 +14,18 @@
                               # deviation: "first_divergence" ({step, quantity,
                               #   index, expected, actual, error, tolerance}; for a
                               #   metamorphic case {property, message}), "scenario",
-                              #   "repro", "shrink_steps", "shrink_truncated"
+                              #   "repro", "shrink_steps", "shrink_truncated",
+                              #   "diagnosis" ({verdict, variant, summary, source,
+                              #   tried, errors, seconds}: conformance/diagnosis.py)
+                              # with --baseline, an accepted deviation or error:
+                              #   "baseline" ({reason, link, entry})
                               # error: "message", "traceback" (and "repro" when a
                               #        scenario was running)
                               # unsupported: "reason"
-                              }]}]}
+                              }]}],
+     # with --baseline: "baseline": {files, new, accepted, stale, unused,
+     #                               unknown_adapters} (conformance/baseline.py)
+    }
 
 Non-finite floats are written as the strings "nan", "inf", "-inf" (strict JSON).
 Every file is written atomically (a temporary file in the same folder, then
@@ -179,6 +186,19 @@ def _cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def diagnosis_text(case: dict) -> str:
+    """The diagnosis of a deviation, and the baseline entry accepting it, in one cell."""
+    parts = []
+    d = case.get("diagnosis")
+    if d:
+        parts.append(d["verdict"] + (f": {d['summary']}" if d.get("summary") else ""))
+    b = case.get("baseline")
+    if b:
+        parts.append(f"accepted by baseline: {b['reason']}" + (f" ({b['link']})" if b.get(
+            "link") else ""))
+    return " · ".join(parts) or "—"
+
+
 def case_outcome(case: dict) -> str:
     if case["status"] == "deviation":
         return divergence_text(case["first_divergence"])
@@ -218,17 +238,25 @@ def to_markdown(report: dict) -> str:
         bad = [c for c in a["cases"] if c["status"] in ("deviation", "error")]
         if bad:
             lines += [
-                "| case | status | first divergence / error | tolerance | examples | seed |",
-                "|---|---|---|---|---|---|",
+                "| case | status | first divergence / error | diagnosis | tolerance | examples "
+                "| seed |",
+                "|---|---|---|---|---|---|---|",
             ]
             for c in bad:
                 lines.append(f"| {_cell(c['id'])} | {c['status']} | {_cell(case_outcome(c))} | "
+                             f"{_cell(diagnosis_text(c))} | "
                              f"{_cell(tolerance_text(c.get('tolerance')))} | "
                              f"{c.get('examples', 0)} | {c.get('seed', '')} |")  # fmt: skip
             for c in bad:
                 lines += ["", f"### {c['id']} ({c['status']})", ""]
                 if c.get("scenario"):
                     lines += [f"Scenario: `{c['scenario']}`", ""]
+                d = c.get("diagnosis")
+                if d:
+                    lines += [f"Diagnosis: **{d['verdict']}**"
+                              + (f" — {d['summary']} ({d['source']})" if d.get("summary") else "")
+                              + f". Variants tried: {', '.join(d.get('tried') or []) or 'none'}.",
+                              ""]  # fmt: skip
                 if c["status"] == "error" and c.get("traceback"):
                     lines += ["<details><summary>traceback</summary>", "", "```",
                               c["traceback"].rstrip(), "```", "", "</details>", ""]  # fmt: skip
@@ -244,6 +272,13 @@ def to_markdown(report: dict) -> str:
         if unsupported:
             lines += ["", "Unsupported (not failures):", "", "| reason | cases |", "|---|---|"]
             lines += [f"| {_cell(r)} | {n} |" for r, n in sorted(unsupported.items())]
+    b = report.get("baseline")
+    if b:
+        lines += ["", "## Baseline", "",
+                  f"Files: {', '.join(b['files'])}. {len(b['accepted'])} accepted, "
+                  f"**{len(b['new'])} new**, {len(b['stale'])} stale entries.", ""]  # fmt: skip
+        lines += [f"- new: {_cell(x)}" for x in b["new"]]
+        lines += [f"- stale (selected cases all conform): {_cell(x)}" for x in b["stale"]]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -281,6 +316,7 @@ def to_junit(report: dict) -> str:
             })  # fmt: skip
             if c["status"] == "deviation":
                 body = [f"Scenario: {c.get('scenario', '')}",
+                        f"Diagnosis: {diagnosis_text(c)}",
                         f"Tolerance: {tolerance_text(c.get('tolerance'))}",
                         f"Run seed: {c.get('seed')}", "", c.get("repro", "")]  # fmt: skip
                 el = ET.SubElement(case, "failure", {"type": "deviation",

@@ -70,6 +70,8 @@ class Context:
     #: Include the metamorphic cases (one per property, optimizer and dtype). Off by
     #: default for API users; ``optcheck verify`` and the pytest plugin turn it on.
     metamorphic: bool = False
+    #: Diagnose deviations (conformance/diagnosis.py): which known variant explains it.
+    diagnose: bool = True
 
     def policy(self) -> Policy:
         return Policy(mode=self.mode, ulps=self.ulps)
@@ -305,7 +307,17 @@ def _run_property(case: Case, ctx: Context, adapter) -> dict:
     policy = effective_policy(ctx, adapter)
     return _run_drawn(case, ctx, adapter, strategy,
                       lambda scenario: engine.check(scenario, adapter, policy),
-                      engine.divergence_dict, policy.describe(case.dtype))  # fmt: skip
+                      engine.divergence_dict, policy.describe(case.dtype),
+                      _diagnoser(ctx, adapter, policy))  # fmt: skip
+
+
+def _diagnoser(ctx: Context, adapter, policy):
+    """``scenario -> diagnosis dict`` for deviations against the golden, or None."""
+    if not ctx.diagnose:
+        return None
+    from . import diagnosis
+
+    return lambda scenario: diagnosis.diagnose(scenario, adapter, policy)
 
 
 def _metamorphic_property(case: Case):
@@ -339,7 +351,8 @@ def _run_metamorphic(case: Case, ctx: Context, adapter) -> dict:
                       tolerance)  # fmt: skip
 
 
-def _run_drawn(case, ctx, adapter, strategy, check, describe_failure, tolerance) -> dict:
+def _run_drawn(case, ctx, adapter, strategy, check, describe_failure, tolerance,
+               diagnose=None) -> dict:  # fmt: skip
     """Hypothesis around ``check(scenario) -> failure | None`` with the level's settings."""
     from hypothesis import given
     from hypothesis import seed as hypothesis_seed
@@ -363,6 +376,8 @@ def _run_drawn(case, ctx, adapter, strategy, check, describe_failure, tolerance)
         result.update(status="deviation", first_divergence=describe_failure(found),
                       scenario=scenario.describe(),
                       repro=repro_script(case, ctx, scenario))  # fmt: skip
+        if diagnose is not None:
+            result["diagnosis"] = _safe_diagnosis(diagnose, scenario)
     except Exception as exc:
         result.update(status="error", message=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc())  # fmt: skip
@@ -467,7 +482,19 @@ def _run_seed(case: Case, ctx: Context, adapter) -> dict:
         result.update(status="deviation", first_divergence=engine.divergence_dict(found),
                       scenario=scenario.describe(),
                       repro=repro_script(case, ctx, scenario))  # fmt: skip
+        diagnose = _diagnoser(ctx, adapter, policy)
+        if diagnose is not None:
+            result["diagnosis"] = _safe_diagnosis(diagnose, scenario)
     return result
+
+
+def _safe_diagnosis(diagnose, scenario) -> dict:
+    """A diagnosis that fails is reported as such; it never changes the case's status."""
+    try:
+        return diagnose(scenario)
+    except Exception as exc:
+        return {"verdict": f"not diagnosed ({type(exc).__name__}: {exc})", "variant": None,
+                "summary": "", "source": "", "tried": [], "seconds": 0.0}  # fmt: skip
 
 
 # -- golden tables -----------------------------------------------------------------------

@@ -649,7 +649,8 @@ class Optimizer:
     def _stage_learning_rate(self, step):
         lr = self._learning_rate
         if isinstance(lr, LearningRateSchedule):
-            value = np.asarray(lr(self._iterations.numpy()))
+            at = self._iterations.numpy() + self.profile.schedule_offset
+            value = np.asarray(lr(at))
             if self.profile.learning_rate_getter == "last_used":
                 self._current_learning_rate = Variable(
                     value, name="current_learning_rate", trainable=False
@@ -758,6 +759,10 @@ class Optimizer:
 
     def _clip(self, grads):
         if self.clipnorm and self.clipnorm > 0:
+            if self.profile.clipnorm_scope == "global":
+                return clipping.clip_by_global_norm(
+                    grads, self.clipnorm, self.profile.global_norm_form
+                )
             return [None if g is None else clipping.clip_by_norm(g, self.clipnorm) for g in grads]
         if self.global_clipnorm and self.global_clipnorm > 0:
             return clipping.clip_by_global_norm(
@@ -793,11 +798,24 @@ class Optimizer:
     def _stage_weight_decay(self, step):
         if self.weight_decay is None:
             return
+        if self.profile.weight_decay_coupling == "l2":
+            step.pairs = _map_replicas(step.pairs, lambda gs: self._l2(gs, step.pairs))
+            return
         for _, variable in step.pairs:
             if self._use_weight_decay(variable):
                 lr = self._learning_rate_for(variable)
                 wd = self._cast(self.weight_decay, variable.dtype)
                 variable.assign_sub(variable.numpy() * wd * lr)
+
+    def _l2(self, grads, pairs):
+        """Variant ``weight_decay_coupling="l2"``: g ← g + wd·v (dense)."""
+        out = []
+        for g, (_, variable) in zip(grads, pairs, strict=True):
+            if g is not None and self._use_weight_decay(variable):
+                g = dtypes.wrap(to_dense(g)) if isinstance(g, IndexedSlices) else g
+                g = g + variable.numpy() * self._cast(self.weight_decay, variable.dtype)
+            out.append(g)
+        return out
 
     def _stage_update(self, step):
         for grad, variable in step.pairs:
@@ -843,6 +861,13 @@ class Optimizer:
     # ---------------------------------------------------------------------------------
     # helpers for update_step implementations
     # ---------------------------------------------------------------------------------
+    def _maximum(self, a, b):
+        """Element-wise max as the profile's ``nan_in_max`` says (NaN propagates)."""
+        return (np.fmax if self.profile.nan_in_max == "ignore" else np.maximum)(a, b)
+
+    def _minimum(self, a, b):
+        return (np.fmin if self.profile.nan_in_max == "ignore" else np.minimum)(a, b)
+
     def _update_count(self) -> int:
         """``iterations`` as update_step sees it (updates completed before this one)."""
         raw = int(self._iterations.numpy())

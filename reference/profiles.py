@@ -128,6 +128,42 @@ class Profile:
         "`beta_1`={beta_1} must be between ]0, 1]. Otherwise, the optimizer degenerates to SignSGD."
     )
 
+    # -- variants ------------------------------------------------------------------------
+    # Both Keras lines agree on the defaults below. The other values are the known
+    # variants of other libraries and versions (design anchors, notes §4), switched on
+    # only by the deviation diagnosis (optcheck.conformance.diagnosis) to say which one
+    # an implementation follows; they are not Keras semantics.
+    #: Adam/AdamW ε: ``"hat"`` (Keras: lr·√(1−β2ᵗ)/(1−β1ᵗ)·m/(√v + ε̂)) or
+    #: ``"corrected"`` (paper, torch, optax: lr·m̂/(√v̂ + ε), v̂ = v/(1−β2ᵗ)).
+    adam_epsilon: str = "hat"
+    #: AMSGrad's running maximum of the raw v (Keras, torch) or of v̂ = v/(1−β2ᵗ).
+    amsgrad_max: str = "raw"
+    #: Adagrad / RMSprop: ε inside the square root (Keras ≥ 2.11) or outside,
+    #: g/(√acc + ε) (torch, optax, Keras 2.9 RMSprop).
+    epsilon_in_sqrt: bool = True
+    #: Nadam's momentum schedule u_t = β1·(1 − 0.5·0.96^(k·t)): k = 1 in Keras's
+    #: new optimizers, 0.004 in legacy Keras and torch (``momentum_decay=4e-3``).
+    nadam_schedule_rate: float = 1.0
+    #: ``"decoupled"`` (Keras: v ← v − v·wd·lr before the update) or ``"l2"``
+    #: (wd·v added to the gradient, torch ``Adam(weight_decay=)``).
+    weight_decay_coupling: str = "decoupled"
+    #: ``clipnorm`` per tensor (Keras) or over all tensors (torch ``clip_grad_norm_``,
+    #: optax ``clip_by_global_norm``; standalone Keras 1).
+    clipnorm_scope: str = "per_tensor"
+    #: The step a schedule is evaluated at: ``iterations + schedule_offset``.
+    schedule_offset: int = 0
+    #: SGD momentum: ``"velocity"`` (Keras: m ← μ·m − lr·g, v ← v + m) or
+    #: ``"gradient"`` (torch: b ← μ·b + g, v ← v − lr·b; m observed as −lr·b), equal
+    #: for a constant rate.
+    sgd_momentum: str = "velocity"
+    #: Adamax ε: in the denominator, m/((1−β1ᵗ)·(u + ε)) (Keras), or ``"inside_max"``
+    #: u ← max(β2·u, |g| + ε), m/((1−β1ᵗ)·u) (torch; u observed as u − ε).
+    adamax_epsilon: str = "denominator"
+    #: max/min in the optimizers' updates: ``"propagate"`` NaN (NumPy, JAX, TF
+    #: kernels) or ``"ignore"`` it when the other operand is a number (TF's XLA:CPU
+    #: fast min/max under ``jit_compile``; ``np.fmax``).
+    nan_in_max: str = "propagate"
+
     def __str__(self) -> str:
         return self.name
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from optcheck.adapters.registry import known_adapters
 from optcheck.cli import main
 from optcheck.conformance.verify import TerminalProgress
 
@@ -74,8 +75,7 @@ def test_verify_only_unsupported_exits_0(tmp_path, on_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--adapter", "nope"], "known adapters: jax, numpy, optax, tf, torch, torch-foreach, "
-                            "torch-fused"),
+    (["--adapter", "nope"], "known adapters: " + ", ".join(sorted(known_adapters()))),
     (["--adapter", "no_such_module_xyz:factory"], "no module 'no_such_module_xyz'"),
     (["--adapter", "numpy", "--optimizer", "Adamm"], "known optimizers: SGD, Adam"),
     (["--adapter", "numpy", "--optimizer", "SGD", "--feature", "no-such-feature"],

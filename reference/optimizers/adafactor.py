@@ -124,13 +124,13 @@ class Adafactor(Optimizer):
         one = dtypes.const(1, dtype)
         local_step = self._local_step(variable)
         if isinstance(self._learning_rate, Variable) and self.relative_step:
-            lr = np.minimum(lr, one / np.sqrt(local_step))
+            lr = self._minimum(lr, one / np.sqrt(local_step))
 
         index = self._get_variable_index(variable)
         r, c, v = self._r[index], self._c[index], self._v[index]
 
-        rho_t = np.minimum(lr, one / np.sqrt(local_step))
-        alpha_t = np.maximum(epsilon_2, _rms(variable.numpy())) * rho_t
+        rho_t = self._minimum(lr, one / np.sqrt(local_step))
+        alpha_t = self._maximum(epsilon_2, _rms(variable.numpy())) * rho_t
         regulated_grad_square = np.square(gradient) + dtypes.const(self.epsilon_1, dtype)
         beta_2_t = one - np.power(local_step, dtypes.const(self.beta_2_decay, dtype))
         one_minus_beta_2_t = one - beta_2_t
@@ -148,7 +148,7 @@ class Adafactor(Optimizer):
 
         u_t = _times_rsqrt(gradient, v.numpy(), self.profile.reciprocal_sqrt)
         clip_threshold = dtypes.const(self.clip_threshold, dtype)
-        u_t_hat = u_t / np.maximum(one, _rms(u_t) / clip_threshold)
+        u_t_hat = u_t / self._maximum(one, _rms(u_t) / clip_threshold)
         variable.assign_add(-alpha_t * u_t_hat)
 
     def get_config(self):

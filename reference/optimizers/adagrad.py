@@ -76,11 +76,17 @@ class Adagrad(Optimizer):
         if isinstance(gradient, IndexedSlices):
             values, indices = gradient.values, gradient.indices
             _scatter_add(accumulator, indices, values * values)
-            sparse_denominator = np.sqrt(accumulator.numpy()[indices] + epsilon)
+            sparse_denominator = self._root(accumulator.numpy()[indices], epsilon)
             _scatter_add(variable, indices, -lr * values / sparse_denominator)
             return
         accumulator.assign_add(gradient * gradient)
-        variable.assign_sub(lr * gradient / np.sqrt(accumulator.numpy() + epsilon))
+        variable.assign_sub(lr * gradient / self._root(accumulator.numpy(), epsilon))
+
+    def _root(self, accumulator, epsilon):
+        """√(acc + ε), or √acc + ε (variant ``epsilon_in_sqrt=False``)."""
+        if self.profile.epsilon_in_sqrt:
+            return np.sqrt(accumulator + epsilon)
+        return np.sqrt(accumulator) + epsilon
 
     def get_config(self):
         config = super().get_config()

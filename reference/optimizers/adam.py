@@ -86,9 +86,18 @@ class Adam(Optimizer):
         v_used = v.numpy()
         if self.amsgrad:
             v_hat = self._velocity_hats[index]
-            v_hat.assign(np.maximum(v_hat.numpy(), v_used))
-            v_used = v_hat.numpy()
+            if self.profile.amsgrad_max == "corrected":  # variant: max of v/(1 − β2ᵗ)
+                v_hat.assign(self._maximum(v_hat.numpy(), v_used / (one - beta_2_power)))
+                v_used = v_hat.numpy() * (one - beta_2_power)
+            else:
+                v_hat.assign(self._maximum(v_hat.numpy(), v_used))
+                v_used = v_hat.numpy()
         epsilon = dtypes.const(self.epsilon, dtype)
+        if self.profile.adam_epsilon == "corrected":  # variant: lr·m̂/(√v̂ + ε)
+            m_hat = m.numpy() / (one - beta_1_power)
+            v_hat_ = v_used / (one - beta_2_power)
+            variable.assign_sub(lr * m_hat / (np.sqrt(v_hat_) + epsilon))
+            return
         variable.assign_sub((m.numpy() * alpha) / (np.sqrt(v_used) + epsilon))
 
     def get_config(self):

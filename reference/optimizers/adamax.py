@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import dtypes
 from ..optimizer import Optimizer
-from ..sparse import IndexedSlices
+from ..sparse import IndexedSlices, to_dense
 from .sgd import _scatter_add
 
 
@@ -81,20 +81,35 @@ class Adamax(Optimizer):
         one_minus_beta_1 = dtypes.const(1 - self.beta_1, dtype)
         beta_2 = dtypes.const(self.beta_2, dtype)
 
+        if self.profile.adamax_epsilon == "inside_max":
+            self._epsilon_in_max(gradient, variable, m, u, lr, beta_1_power, beta_2)
+            return
         if isinstance(gradient, IndexedSlices):
             indices = gradient.indices
             m.assign_add(-m.numpy() * one_minus_beta_1)
             _scatter_add(m, indices, gradient.values * one_minus_beta_1)
             u.assign(u.numpy() * beta_2)
             u_slice = u.numpy()[indices]
-            u_slice_incremental = np.maximum(u_slice, np.abs(gradient.values)) - u_slice
+            u_slice_incremental = self._maximum(u_slice, np.abs(gradient.values)) - u_slice
             _scatter_add(u, indices, u_slice_incremental)
         else:
             m.assign_add((gradient - m.numpy()) * one_minus_beta_1)
-            u.assign(np.maximum(beta_2 * u.numpy(), np.abs(gradient)))
+            u.assign(self._maximum(beta_2 * u.numpy(), np.abs(gradient)))
         one = dtypes.const(1, dtype)
         epsilon = dtypes.const(self.epsilon, dtype)
         variable.assign_sub((lr * m.numpy()) / ((one - beta_1_power) * (u.numpy() + epsilon)))
+
+    def _epsilon_in_max(self, gradient, variable, m, u, lr, beta_1_power, beta_2):
+        """Variant ``adamax_epsilon="inside_max"`` (torch): e ← max(β2·e, |g| + ε),
+        v ← v − lr·m/((1 − β1ᵗ)·e); u holds e − ε."""
+        dtype = variable.dtype
+        if isinstance(gradient, IndexedSlices):
+            gradient = dtypes.wrap(to_dense(gradient))
+        one, epsilon = dtypes.const(1, dtype), dtypes.const(self.epsilon, dtype)
+        m.assign_add((gradient - m.numpy()) * dtypes.const(1 - self.beta_1, dtype))
+        exp_inf = self._maximum(beta_2 * (u.numpy() + epsilon), np.abs(gradient) + epsilon)
+        u.assign(exp_inf - epsilon)
+        variable.assign_sub((lr * m.numpy()) / ((one - beta_1_power) * exp_inf))
 
     def get_config(self):
         config = super().get_config()

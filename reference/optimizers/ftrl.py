@@ -134,7 +134,7 @@ class Ftrl(Optimizer):
         accum_power = np.power(accum.numpy(), minus_lr_power)
         linear.assign_add(grad_to_use - (new_accum_power - accum_power) / lr * value)
         quadratic = new_accum_power / lr + two * l2_reg
-        linear_clipped = np.maximum(np.minimum(linear.numpy(), l1), minus_l1)
+        linear_clipped = self._maximum(self._minimum(linear.numpy(), l1), minus_l1)
         variable.assign((linear_clipped - linear.numpy()) / quadratic)
         accum.assign(new_accum)
 

@@ -124,11 +124,17 @@ class Nadam(Optimizer):
                         "mismatch). Use one optimizer per dtype."
                     )
             beta_1, decay = self._cast(self.beta_1, dtype), self._cast(0.96, dtype)
-            u_t = beta_1 * (one - half * np.power(decay, local_step))
+            u_t = beta_1 * (one - half * np.power(decay, self._exponent(local_step)))
             u_product.assign(u_product.numpy() * u_t)
             return
         beta_1, decay = dtypes.const(self.beta_1, dtype), dtypes.const(0.96, dtype)
-        u_product.assign(u_product.numpy() * beta_1 * (one - half * np.power(decay, local_step)))
+        u_t = one - half * np.power(decay, self._exponent(local_step))
+        u_product.assign(u_product.numpy() * beta_1 * u_t)
+
+    def _exponent(self, step):
+        """t, or k·t under the variant ``nadam_schedule_rate=k`` (legacy Keras, torch)."""
+        rate = self.profile.nadam_schedule_rate
+        return step if rate == 1.0 else step * dtypes.const(rate, np.asarray(step).dtype)
 
     def update_step(self, gradient, variable):
         dtype = variable.dtype
@@ -138,8 +144,8 @@ class Nadam(Optimizer):
         decay = self._cast(0.96, dtype)
         beta_1, beta_2 = self._cast(self.beta_1, dtype), self._cast(self.beta_2, dtype)
         one, half = dtypes.const(1.0, dtype), dtypes.const(0.5, dtype)
-        u_t = beta_1 * (one - half * np.power(decay, local_step))
-        u_t_1 = beta_1 * (one - half * np.power(decay, next_step))
+        u_t = beta_1 * (one - half * np.power(decay, self._exponent(local_step)))
+        u_t_1 = beta_1 * (one - half * np.power(decay, self._exponent(next_step)))
         u_product_t = dtypes.cast(self._u_product.numpy(), dtype)
         u_product_t_1 = u_product_t * u_t_1
         beta_2_power = np.power(beta_2, local_step)

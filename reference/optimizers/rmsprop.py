@@ -105,10 +105,10 @@ class RMSprop(Optimizer):
                 average_grad = self._average_gradients[index]
                 average_grad.assign(rho * average_grad.numpy())
                 _scatter_add(average_grad, indices, values * one_minus_rho)
-                denominator = velocity.numpy() - np.square(average_grad.numpy()) + epsilon
+                denominator = velocity.numpy() - np.square(average_grad.numpy())
             else:
-                denominator = velocity.numpy() + epsilon
-            increment = _times_rsqrt(lr * values, denominator[indices], form)
+                denominator = velocity.numpy()
+            increment = self._scaled(lr * values, denominator[indices], epsilon, form)
             if self.momentum > 0:
                 momentum = self._momentums[index]
                 momentum.assign(dtypes.const(self.momentum, dtype) * momentum.numpy())
@@ -122,16 +122,22 @@ class RMSprop(Optimizer):
         if self.centered:
             average_grad = self._average_gradients[index]
             average_grad.assign(rho * average_grad.numpy() + one_minus_rho * gradient)
-            denominator = velocity.numpy() - np.square(average_grad.numpy()) + epsilon
+            denominator = velocity.numpy() - np.square(average_grad.numpy())
         else:
-            denominator = velocity.numpy() + epsilon
-        increment = _times_rsqrt(lr * gradient, denominator, form)
+            denominator = velocity.numpy()
+        increment = self._scaled(lr * gradient, denominator, epsilon, form)
         if self.momentum > 0:
             momentum = self._momentums[index]
             momentum.assign(dtypes.const(self.momentum, dtype) * momentum.numpy() + increment)
             variable.assign_add(-momentum.numpy())
         else:
             variable.assign_add(-increment)
+
+    def _scaled(self, x, denominator, epsilon, form):
+        """x·rsqrt(den + ε), or x/(√den + ε) (variant ``epsilon_in_sqrt=False``)."""
+        if self.profile.epsilon_in_sqrt:
+            return _times_rsqrt(x, denominator + epsilon, form)
+        return x / (np.sqrt(denominator) + epsilon)
 
     def get_config(self):
         config = super().get_config()

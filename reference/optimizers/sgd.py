@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import dtypes
 from ..optimizer import Optimizer
-from ..sparse import IndexedSlices
+from ..sparse import IndexedSlices, to_dense
 
 
 class SGD(Optimizer):
@@ -52,6 +53,7 @@ class SGD(Optimizer):
             raise ValueError("`momentum` must be between [0, 1].")
         self.momentum = momentum
         self.nesterov = nesterov
+        self._previous_lr = {}  # variant sgd_momentum="gradient" only
 
     def build(self, var_list):
         super().build(var_list)
@@ -65,6 +67,9 @@ class SGD(Optimizer):
         lr = self._learning_rate_for(variable)
         m = self.momentums[self._get_variable_index(variable)]
         momentum = self._cast(self.momentum, variable.dtype)
+        if m is not None and self.profile.sgd_momentum == "gradient":
+            self._gradient_buffer_step(gradient, variable, m, lr, momentum)
+            return
         if isinstance(gradient, IndexedSlices):
             add = -gradient.values * lr
             if m is None:
@@ -86,6 +91,21 @@ class SGD(Optimizer):
             variable.assign_add(-gradient * lr + m.numpy() * momentum)
         else:
             variable.assign_add(m.numpy())
+
+    def _gradient_buffer_step(self, gradient, variable, m, lr, momentum):
+        """Variant ``sgd_momentum="gradient"`` (torch): b ← μ·b + g; v ← v − lr·b
+        (nesterov: v ← v − lr·(g + μ·b)); m holds −lr·b, b recovered with the
+        previous step's rate."""
+        if isinstance(gradient, IndexedSlices):
+            gradient = dtypes.wrap(to_dense(gradient))
+        index = self._get_variable_index(variable)
+        previous = self._previous_lr.setdefault(index, lr)
+        buffer = m.numpy() / -previous if previous else np.zeros_like(m.numpy())
+        buffer = momentum * buffer + gradient
+        step = gradient + momentum * buffer if self.nesterov else buffer
+        variable.assign_sub(lr * step)
+        m.assign(-lr * buffer)
+        self._previous_lr[index] = lr
 
     def get_config(self):
         config = super().get_config()

@@ -3,6 +3,12 @@
 ``optcheck verify`` runs the conformance suite and writes DIR/conformance.json,
 DIR/conformance.md and DIR/junit.xml. Exit status: 0 when every case conforms
 (``unsupported`` does not fail), 1 when any case deviates or errs, 2 on a usage error.
+With ``--baseline FILE`` (one per adapter; conformance/baseline.py) the exit status is
+0 when every deviation is accepted by a baseline and 1 on any new one; stale entries
+are warned about.
+
+``optcheck baseline REPORT --adapter NAME`` prints a starting baseline accepting the
+adapter's deviations in a ``conformance.json``, with their diagnoses as reasons.
 
 ``optcheck adapters`` lists every known adapter, one per line: name, availability
 (and why not), versions.
@@ -63,7 +69,22 @@ def _parser() -> argparse.ArgumentParser:
                    help="run adapters in this process: faster start, no timeout or crash "
                    "isolation")
     # For the project's tests and mutation runs: another module of case_grid/scenarios.
+    v.add_argument("--baseline", action="append", type=Path, default=[], metavar="FILE",
+                   help="TOML file of accepted deviations for one adapter (repeatable): exit "
+                   "0 when only accepted deviations occur, 1 on a new one; stale entries "
+                   "are warned about")  # fmt: skip
+    v.add_argument("--no-diagnose", action="store_true",
+                   help="do not re-run deviations against the known variants")
     v.add_argument("--strategies", default=None, help=argparse.SUPPRESS)
+    b = sub.add_parser(
+        "baseline",
+        help="print a starting baseline from a conformance.json",
+        description="Print (or write with --out) a baseline TOML accepting one adapter's "
+        "deviations in a conformance.json, with their diagnoses as reasons, for review.",
+    )
+    b.add_argument("report", type=Path, help="a conformance.json written by optcheck verify")
+    b.add_argument("--adapter", required=True, help="the adapter whose deviations to accept")
+    b.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
     sub.add_parser("adapters", help="list the known adapters with availability and versions")
     return parser
 
@@ -110,7 +131,30 @@ def main(argv=None) -> int:
         return int(exc.code or 0)
     if args.command == "adapters":
         return _adapters_command()
+    if args.command == "baseline":
+        return _baseline_command(args, parser)
     return _verify_command(args, parser)
+
+
+def _baseline_command(args, parser) -> int:
+    import json
+
+    from optcheck.conformance import baseline
+
+    try:
+        report = json.loads(args.report.read_text(encoding="utf-8"))
+        text = baseline.from_report(report, args.adapter)
+    except FileNotFoundError:
+        return _usage_error(parser, f"no such report: {args.report}")
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        return _usage_error(parser, f"{args.report} is not a conformance.json ({exc})")
+    except baseline.BaselineError as exc:
+        return _usage_error(parser, str(exc))
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def _verify_command(args, parser) -> int:
@@ -139,6 +183,12 @@ def _verify_command(args, parser) -> int:
             return _usage_error(parser, f"{what} must be at least 1")
     if args.timeout is not None and args.timeout <= 0:
         return _usage_error(parser, "--timeout must be positive")
+    from optcheck.conformance import baseline
+
+    try:
+        baselines = [baseline.load(path) for path in args.baseline]
+    except baseline.BaselineError as exc:
+        return _usage_error(parser, str(exc))
     seed = args.seed
     if seed is None:
         seed = 0 if args.level == "ci" else random.randrange(2**32)
@@ -146,7 +196,7 @@ def _verify_command(args, parser) -> int:
         adapter=names[0], profile=args.profile, level=args.level, mode=args.mode,
         ulps=args.ulps, seed=seed, optimizers=optimizers, features=args.features,
         dtypes=args.dtypes, strategies=args.strategies or DEFAULT_STRATEGIES,
-        max_examples=args.max_examples, metamorphic=True,
+        max_examples=args.max_examples, metamorphic=True, diagnose=not args.no_diagnose,
     )  # fmt: skip
     report = verify(ctx, names, args.out, isolate=not args.in_process, jobs=args.jobs,
                     timeout=args.timeout, progress=TerminalProgress())  # fmt: skip
@@ -163,7 +213,21 @@ def _verify_command(args, parser) -> int:
         print(line)
     print(f"profile {args.profile}, level {args.level}, run seed {seed}; reports in "
           f"{args.out}/ (conformance.json, conformance.md, junit.xml)")  # fmt: skip
-    return 1 if rep.failed(report) else 0
+    if not baselines:
+        return 1 if rep.failed(report) else 0
+    gate = baseline.apply(report, baselines)
+    rep.write_all(report, args.out)
+    for name in gate["unknown_adapters"]:
+        print(f"warning: a baseline is for adapter {name!r}, which this run did not verify",
+              file=sys.stderr)  # fmt: skip
+    for entry in gate["stale"]:
+        print(f"warning: stale baseline entry (the cases it selects all conform now): {entry}",
+              file=sys.stderr)  # fmt: skip
+    for label in gate["new"]:
+        print(f"new deviation (not in any baseline): {label}")
+    print(f"baseline: {len(gate['accepted'])} accepted, {len(gate['new'])} new, "
+          f"{len(gate['stale'])} stale entries")  # fmt: skip
+    return 1 if gate["new"] else 0
 
 
 if __name__ == "__main__":

@@ -230,12 +230,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "adam_amsgrad_on_corrected_v",
         "optimizers/adam.py",
         _lines(
-            "            v_hat.assign(np.maximum(v_hat.numpy(), v_used))",
-            "            v_used = v_hat.numpy()",
+            "                v_hat.assign(self._maximum(v_hat.numpy(), v_used))",
+            "                v_used = v_hat.numpy()",
         ),
         _lines(
-            "            v_hat.assign(np.maximum(v_hat.numpy(), v_used / (one - beta_2_power)))",
-            "            v_used = v_hat.numpy() * (one - beta_2_power)",
+            "                v_hat.assign("
+            "np.maximum(v_hat.numpy(), v_used / (one - beta_2_power)))",
+            "                v_used = v_hat.numpy() * (one - beta_2_power)",
         ),
         "AMSGrad: the running maximum taken over the bias-corrected v̂ instead of the raw v",
         optimizers=("Adam", "AdamW"),
@@ -342,7 +343,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "adagrad_epsilon_outside_sqrt",
         "optimizers/adagrad.py",
-        "variable.assign_sub(lr * gradient / np.sqrt(accumulator.numpy() + epsilon))",
+        "variable.assign_sub(lr * gradient / self._root(accumulator.numpy(), epsilon))",
         "variable.assign_sub(lr * gradient / (np.sqrt(accumulator.numpy()) + epsilon))",
         "Adagrad: ε outside the square root (legacy kernel, PyTorch) instead of inside",
         optimizers=("Adagrad",),
@@ -401,8 +402,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "adamax_u_without_beta_2_decay",
         "optimizers/adamax.py",
-        "u.assign(np.maximum(beta_2 * u.numpy(), np.abs(gradient)))",
-        "u.assign(np.maximum(u.numpy(), np.abs(gradient)))",
+        "u.assign(self._maximum(beta_2 * u.numpy(), np.abs(gradient)))",
+        "u.assign(self._maximum(u.numpy(), np.abs(gradient)))",
         "Adamax: the infinity norm u is not decayed by β2 (u ← max(u, |g|))",
         optimizers=("Adamax",),
         witness=lambda: scenario("Adamax", {"beta_2": 0.5}, steps=4),
@@ -478,8 +479,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "rmsprop_epsilon_outside_sqrt",
         "optimizers/rmsprop.py",
-        "        increment = _times_rsqrt(lr * gradient, denominator, form)",
-        "        increment = lr * gradient / (np.sqrt(denominator - epsilon) + epsilon)",
+        "        increment = self._scaled(lr * gradient, denominator, epsilon, form)",
+        "        increment = lr * gradient / (np.sqrt(denominator) + epsilon)",
         "RMSprop: ε outside the square root (Keras 2.9/2.10, PyTorch) instead of inside",
         optimizers=("RMSprop",),
         witness=lambda: scenario("RMSprop", {"epsilon": 1e-3}, scale=1e-2),
@@ -497,7 +498,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "adafactor_no_epsilon_2_floor",
         "optimizers/adafactor.py",
-        "alpha_t = np.maximum(epsilon_2, _rms(variable.numpy())) * rho_t",
+        "alpha_t = self._maximum(epsilon_2, _rms(variable.numpy())) * rho_t",
         "alpha_t = _rms(variable.numpy()) * rho_t",
         "Adafactor: the relative step size lacks the ε2 floor (α = RMS(var)·ρ)",
         optimizers=("Adafactor",),
@@ -555,8 +556,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "schedule_read_after_increment",
         "optimizer.py",
-        "            value = np.asarray(lr(self._iterations.numpy()))",
-        "            value = np.asarray(lr(self._iterations.numpy() + 1))",
+        "            at = self._iterations.numpy() + self.profile.schedule_offset",
+        "            at = self._iterations.numpy() + 1",
         "the learning-rate schedule evaluated at the incremented step (schedule(t) instead of "
         "schedule(t − 1))",
         features=("schedule",),
@@ -647,12 +648,12 @@ MUTANTS: tuple[Mutant, ...] = (
                 _lines(
                     "        if self.weight_decay is None:",
                     "            return",
-                    "        for _, variable in step.pairs:",
+                    '        if self.profile.weight_decay_coupling == "l2":',
                 ),
                 _lines(
                     "        if True:",
                     "            return",
-                    "        for _, variable in step.pairs:",
+                    '        if self.profile.weight_decay_coupling == "l2":',
                 ),
             ),
         ),

@@ -1,0 +1,200 @@
+"""Baselines: the deviations an adapter is known and accepted to have, for CI gating.
+
+A baseline is a TOML file per adapter::
+
+    adapter = "torch"                  # the adapter name the entries apply to
+
+    [[accepted]]
+    case = "Adam-*"                    # fnmatch pattern on the case id (required)
+    profile = "keras2"                 # optional: only in this profile
+    variant = "adam_epsilon=corrected*"  # optional: only when the diagnosis names a
+                                       # matching variant ("unexplained" matches that)
+    status = "deviation"               # optional: "deviation" (default) or "error"
+    reason = "torch adds ε to √v̂"      # required: why it is accepted
+    link = "https://github.com/…"      # optional (recommended): upstream reference
+
+``optcheck verify --baseline FILE`` (repeatable, one file per adapter) then exits 0
+when every deviation (and error) is matched by an entry, 1 when any is not (a *new*
+one), and warns about *stale* entries: entries whose pattern selected cases in this
+run that all conform, so the entry no longer describes anything.
+
+A malformed file is a :class:`BaselineError` naming the file, the entry and the field.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STATUSES = ("deviation", "error")
+_KEYS = {"case", "profile", "variant", "status", "reason", "link"}
+
+
+class BaselineError(ValueError):
+    """A baseline file that cannot be used (the message names file, entry and field)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    case: str
+    reason: str
+    profile: str | None = None
+    variant: str | None = None
+    status: str = "deviation"
+    link: str = ""
+
+    def selects(self, case: dict, profile: str) -> bool:
+        """Whether this entry is about ``case`` at all (pattern and profile)."""
+        if self.profile is not None and self.profile != profile:
+            return False
+        return fnmatch.fnmatchcase(case["id"], self.case)
+
+    def accepts(self, case: dict, profile: str) -> bool:
+        if not self.selects(case, profile) or case["status"] != self.status:
+            return False
+        if self.variant is None:
+            return True
+        diagnosis = case.get("diagnosis") or {}
+        named = diagnosis.get("variant") or "unexplained"
+        return fnmatch.fnmatchcase(named, self.variant)
+
+    def describe(self) -> str:
+        parts = [f"case={self.case!r}"]
+        parts += [f"{k}={getattr(self, k)!r}" for k in ("profile", "variant")
+                  if getattr(self, k) is not None]  # fmt: skip
+        return ", ".join(parts)
+
+
+@dataclass
+class Baseline:
+    adapter: str
+    path: Path
+    entries: list[Entry] = field(default_factory=list)
+
+
+def load(path) -> Baseline:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BaselineError(f"baseline {path}: no such file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BaselineError(f"baseline {path}: not valid TOML ({exc})") from None
+    adapter = data.get("adapter")
+    if not isinstance(adapter, str) or not adapter:
+        raise BaselineError(f"baseline {path}: missing `adapter = \"NAME\"` at the top")
+    unknown = set(data) - {"adapter", "accepted"}
+    if unknown:
+        raise BaselineError(f"baseline {path}: unknown top-level key(s) {sorted(unknown)}; "
+                            "expected `adapter` and `[[accepted]]` entries")  # fmt: skip
+    raw = data.get("accepted", [])
+    if not isinstance(raw, list):
+        raise BaselineError(f"baseline {path}: `accepted` must be an array of tables "
+                            "([[accepted]])")  # fmt: skip
+    entries = []
+    for i, item in enumerate(raw, start=1):
+        where = f"baseline {path}, entry {i}"
+        if not isinstance(item, dict):
+            raise BaselineError(f"{where}: must be a table")
+        extra = set(item) - _KEYS
+        if extra:
+            raise BaselineError(f"{where}: unknown key(s) {sorted(extra)}; allowed: "
+                                f"{sorted(_KEYS)}")  # fmt: skip
+        for key in ("case", "reason"):
+            if not isinstance(item.get(key), str) or not item[key].strip():
+                raise BaselineError(f"{where}: `{key}` is required (a non-empty string)")
+        for key in ("profile", "variant", "link"):
+            if key in item and not isinstance(item[key], str):
+                raise BaselineError(f"{where}: `{key}` must be a string")
+        status = item.get("status", "deviation")
+        if status not in STATUSES:
+            raise BaselineError(f"{where}: `status` must be one of {list(STATUSES)}, "
+                                f"got {status!r}")  # fmt: skip
+        if item.get("profile") not in (None, "keras2", "keras3"):
+            raise BaselineError(f"{where}: `profile` must be keras2 or keras3, got "
+                                f"{item['profile']!r}")  # fmt: skip
+        entries.append(Entry(case=item["case"], reason=item["reason"].strip(),
+                             profile=item.get("profile"), variant=item.get("variant"),
+                             status=status, link=item.get("link", "")))  # fmt: skip
+    return Baseline(adapter=adapter, path=path, entries=entries)
+
+
+def apply(report: dict, baselines: list[Baseline]) -> dict:
+    """Mark each failing case of ``report`` accepted (``case["baseline"]``) or new, and
+    return the gate's outcome: ``{"new": [...], "accepted": [...], "stale": [...],
+    "unused": [...], "unknown_adapters": [...]}`` (case ids prefixed by adapter; stale
+    and unused as "file: entry")."""
+    profile = report["profile"]
+    by_adapter: dict[str, list[tuple[Baseline, Entry]]] = {}
+    for b in baselines:
+        by_adapter.setdefault(b.adapter, []).extend((b, e) for e in b.entries)
+    outcome = {"new": [], "accepted": [], "stale": [], "unused": [], "unknown_adapters": []}
+    ran = {a["name"] for a in report["adapters"]}
+    outcome["unknown_adapters"] = sorted({b.adapter for b in baselines} - ran)
+    for a in report["adapters"]:
+        entries = by_adapter.get(a["name"], [])
+        selected = {id(e): 0 for _, e in entries}
+        used = {id(e): 0 for _, e in entries}
+        for case in a["cases"]:
+            for _, e in entries:
+                if e.selects(case, profile) and case["status"] != "unsupported":
+                    selected[id(e)] += 1
+            if case["status"] not in STATUSES:
+                continue
+            match = next((e for _, e in entries if e.accepts(case, profile)), None)
+            label = f"{a['name']}: {case['id']}"
+            if match is None:
+                outcome["new"].append(label)
+                continue
+            used[id(match)] += 1
+            case["baseline"] = {"reason": match.reason, "link": match.link,
+                                "entry": match.describe()}  # fmt: skip
+            outcome["accepted"].append(label)
+        for b, e in entries:
+            if used[id(e)]:
+                continue
+            where = f"{b.path}: {e.describe()}"
+            (outcome["stale"] if selected[id(e)] else outcome["unused"]).append(where)
+    report["baseline"] = {
+        "files": [str(b.path) for b in baselines],
+        **{k: v for k, v in outcome.items()},
+    }
+    return outcome
+
+
+def from_report(report: dict, adapter: str) -> str:
+    """A starting baseline (TOML text) accepting ``adapter``'s current deviations and
+    errors, one entry per case, with the diagnosis as the reason — to be reviewed: a
+    reason written by the diagnosis says what the deviation is, not why it is accepted."""
+    found = [a for a in report["adapters"] if a["name"] == adapter]
+    if not found:
+        names = ", ".join(a["name"] for a in report["adapters"])
+        raise BaselineError(f"adapter {adapter!r} is not in the report (it has: {names})")
+    lines = [
+        f"# Baseline for the {adapter} adapter, generated from a {report['profile']} "
+        f"{report['level']} run (seed {report['seed']}).",
+        "# Review every reason before relying on it.",
+        f'adapter = "{adapter}"',
+    ]
+    for case in found[0]["cases"]:
+        if case["status"] not in STATUSES:
+            continue
+        diagnosis = case.get("diagnosis") or {}
+        reason = diagnosis.get("summary") or diagnosis.get("verdict") or case.get("message", "")
+        lines += ["", "[[accepted]]", f"case = {_toml(case['id'])}",
+                  f"profile = {_toml(report['profile'])}"]  # fmt: skip
+        if case["status"] == "error":
+            lines.append('status = "error"')
+        if diagnosis.get("variant"):
+            lines.append(f"variant = {_toml(diagnosis['variant'])}")
+        lines.append(f"reason = {_toml(reason or 'unexplained deviation')}")
+        if diagnosis.get("source"):
+            lines.append(f"link = {_toml(diagnosis['source'])}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml(text: str) -> str:
+    escaped = str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+    return f'"{escaped}"'
