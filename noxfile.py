@@ -30,6 +30,29 @@ def verify(session):
 
 
 @nox.session
+def findings(session):
+    """README's "What optcheck found" table: ``optcheck verify`` on the bundled adapters in
+    both profiles (reports in reports/out/findings), the deviations extracted to
+    reports/data/findings/*.json (committed), the table regenerated from them. Arguments:
+    adapter names (default: every bundled adapter) and, after ``--``, verify options
+    (``nox -s findings -- torch optax -- --max-examples 2``)."""
+    session.install(".[tf,keras,jax,torch]")
+    names, _, options = " ".join(session.posargs).partition(" -- ")
+    adapters = names.split() or session.run(
+        "python", "-c", "from optcheck.adapters.registry import BUNDLED; print(*BUNDLED)",
+        silent=True,
+    ).split()  # fmt: skip
+    for profile in ("keras2", "keras3"):
+        for adapter in adapters:
+            out = f"reports/out/findings/{profile}-{adapter}"
+            session.run("optcheck", "verify", "--adapter", adapter, "--profile", profile,
+                        "--out", out, *options.split(), success_codes=[0, 1])  # fmt: skip
+            session.run("python", "-m", "optcheck.reports.findings", "extract",
+                        f"{out}/conformance.json", "--out", "reports/data/findings")  # fmt: skip
+    session.run("python", "-m", "optcheck.reports.findings", "readme", "reports/data/findings")
+
+
+@nox.session
 def mutants(session):
     """Detection power: the kill matrix of the mutants of tests/mutants (mutant × first ci
     case that kills it, and the kill rate) in reports/out/mutants."""

@@ -4,9 +4,14 @@
 
 collects one test per conformance case (id ``<adapter>::<case id>``) from
 ``optcheck/conformance/test_conformance.py``. A deviation fails with the first
-divergence, the tolerance, the run seed and a repro script; an adapter exception
-fails with its traceback; an unsupported case is skipped with the reason. Without
-``--optcheck-adapter`` the conformance tests skip, and no other test is touched.
+divergence, its diagnosis, the tolerance, the run seed and a repro script; an adapter
+exception fails with its traceback; an unsupported case is skipped with the reason.
+Without ``--optcheck-adapter`` the conformance tests skip, and no other test is touched.
+
+``--optcheck-baseline=FILE`` (repeatable; conformance/baseline.py): a deviation an
+entry accepts is an expected failure (xfail, with the entry's reason and link);
+anything else still fails; entries whose cases all conform are listed as stale in
+the terminal summary.
 
 Cases run in the pytest process (no timeout or crash isolation: use
 ``optcheck verify`` for that, or pytest-timeout).
@@ -45,15 +50,41 @@ def pytest_addoption(parser):
                     help="only features matching these fnmatch patterns (repeatable)")
     group.addoption("--optcheck-dtype", action="append", default=None, metavar="DTYPE",
                     help="only these dtypes (repeatable)")
+    group.addoption("--optcheck-baseline", action="append", default=[], metavar="FILE",
+                    help="baseline TOML of accepted deviations (repeatable): accepted ones "
+                    "xfail")  # fmt: skip
     group.addoption("--optcheck-strategies", default=None, help=argparse.SUPPRESS)
 
 
 def pytest_configure(config):
+    paths = config.getoption("optcheck_baseline", None) or []
+    if paths:
+        from optcheck.conformance import baseline
+
+        try:
+            loaded = [baseline.load(p) for p in paths]
+        except baseline.BaselineError as exc:
+            raise pytest.UsageError(f"--optcheck-baseline: {exc}") from None
+        config._optcheck_baselines = {"entries": [(b, e) for b in loaded for e in b.entries],
+                                      "selected": set(), "used": set()}  # fmt: skip
     if config.getoption("optcheck_seed", None) is None and config.getoption(
         "optcheck_adapter", None
     ):
         level = config.getoption("optcheck_level")
         config.option.optcheck_seed = 0 if level == "ci" else random.randrange(2**32)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    state = getattr(config, "_optcheck_baselines", None)
+    if not state:
+        return
+    stale = [f"{b.path}: {e.describe()}" for b, e in state["entries"]
+             if id(e) in state["selected"] and id(e) not in state["used"]]  # fmt: skip
+    for line in stale:
+        terminalreporter.write_line(
+            f"optcheck: stale baseline entry (the cases it selects all conform now): {line}",
+            yellow=True,
+        )
 
 
 def pytest_report_header(config):
@@ -123,6 +154,10 @@ def failure_message(result: dict) -> str:
         lines.append(f"  scenario: {result['scenario']}")
     if result["status"] == "deviation":
         lines.append(f"  first divergence: {divergence_text(result['first_divergence'])}")
+        if result.get("diagnosis"):
+            d = result["diagnosis"]
+            lines.append(f"  diagnosis: {d['verdict']}"
+                         + (f" ({d['summary']})" if d.get("summary") else ""))  # fmt: skip
     else:
         lines.append(f"  error: {result.get('message', '')}")
     lines.append(f"  tolerance: {tolerance_text(result.get('tolerance'))}")
@@ -135,7 +170,7 @@ def failure_message(result: dict) -> str:
     return "\n".join(lines)
 
 
-def run(case_param) -> None:
+def run(case_param, config=None) -> None:
     """Run one parametrized case and turn its result into pytest's outcome."""
     from optcheck.conformance import suite
 
@@ -143,5 +178,15 @@ def run(case_param) -> None:
     result = suite.run_case(case, ctx)
     if result["status"] == "unsupported":
         pytest.skip(f"unsupported: {result.get('reason', '')}")
+    state = getattr(config, "_optcheck_baselines", None)
+    entries = [e for b, e in (state or {}).get("entries", []) if b.adapter == ctx.adapter]
+    for e in entries:
+        if e.selects(result, ctx.profile):
+            state["selected"].add(id(e))
     if result["status"] in ("deviation", "error"):
+        match = next((e for e in entries if e.accepts(result, ctx.profile)), None)
+        if match is not None:
+            state["used"].add(id(match))
+            pytest.xfail(f"accepted by baseline: {match.reason}"
+                         + (f" ({match.link})" if match.link else ""))  # fmt: skip
         pytest.fail(failure_message(result), pytrace=False)

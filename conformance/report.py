@@ -3,7 +3,8 @@
 ``conformance.json`` (schema ``optcheck.conformance/1``)::
 
     {"schema": "optcheck.conformance/1", "profile": "keras2", "level": "ci",
-     "optcheck_version": "0.1.0", "mode": "resync", "ulps": null, "seed": 0,
+     "max_examples": null, "optcheck_version": "0.1.0", "mode": "resync", "ulps": null,
+     "seed": 0,
      "created": "2025-…Z", "seconds": 95.2, "python": "3.12.3", "platform": "…",
      "summary": {"cases": 812, "pass": 790, "deviation": 0, "error": 0, "unsupported": 22},
      "adapters": [{"name": "numpy", "target": "optcheck.adapters.numpy_reference:factory",
@@ -111,6 +112,7 @@ def build(*, ctx, adapters: list[dict], seconds: float, version: str) -> dict:
         "schema": SCHEMA,
         "profile": ctx.profile,
         "level": ctx.level,
+        "max_examples": ctx.max_examples,
         "optcheck_version": version,
         "mode": ctx.mode,
         "ulps": ctx.ulps,

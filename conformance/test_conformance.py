@@ -8,6 +8,6 @@ skips.
 from optcheck.conformance.plugin import run
 
 
-def test_conformance(optcheck_case):
+def test_conformance(optcheck_case, request):
     __tracebackhide__ = True
-    run(optcheck_case)
+    run(optcheck_case, request.config)

@@ -231,3 +231,45 @@ reason = "stale on purpose"
     assert main([*select, "--out", str(out), "--baseline", str(path)]) == 1
     assert "new deviation (not in any baseline)" in capsys.readouterr().out
     assert main([*select, "--out", str(out), "--baseline", str(tmp_path / "nope.toml")]) == 2
+
+
+def test_pytest_plugin_xfails_baselined_deviations_and_lists_stale_entries(tmp_path):
+    """The recipe of docs/gating.md: `pytest --pyargs optcheck.conformance` with a
+    baseline — accepted deviations xfail, stale entries are listed, new ones fail."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    name = "tests.test_diagnosis:variant_factory"
+    path = _write(tmp_path, f'adapter = "{name}"\n' + """
+[[accepted]]
+case = "Adagrad-*"
+variant = "epsilon_in_sqrt=False"
+reason = "ε outside the root"
+link = "https://example.org/eps"
+[[accepted]]
+case = "SGD-plain-*"
+reason = "stale on purpose"
+""")
+    root = Path(__file__).resolve().parents[1]
+
+    def pytest_run(*extra):
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rxX",
+             "--pyargs", "optcheck.conformance", f"--optcheck-adapter={name}",
+             "--optcheck-optimizer=Adagrad", "--optcheck-optimizer=SGD",
+             "--optcheck-feature=plain", "--optcheck-dtype=float64", *extra],
+            capture_output=True, text=True, cwd=tmp_path, timeout=300,
+            env={**os.environ, "PYTHONPATH": str(root)},
+        )  # fmt: skip
+
+    run = pytest_run(f"--optcheck-baseline={path}")
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out
+    assert "1 passed, 1 xfailed" in out
+    assert "accepted by baseline: ε outside the root (https://example.org/eps)" in out
+    assert "stale baseline entry" in out and "SGD-plain-*" in out
+    run = pytest_run()
+    assert run.returncode == 1 and "diagnosis: matches variant epsilon_in_sqrt=False" in \
+        run.stdout  # fmt: skip
