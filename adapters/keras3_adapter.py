@@ -19,7 +19,8 @@ Keras 3 fixes its backend once per process, when ``keras`` is first imported (th
 is unavailable and says so (it never runs the wrong backend). ``optcheck verify`` runs
 each adapter in its own worker processes, so several backends can be verified in one
 command. JAX needs ``jax_enable_x64`` for float64 variables: the jax adapters turn it on
-before importing Keras (without it Keras silently keeps float64 variables in float32).
+for float64 scenarios only (without it Keras silently keeps float64 variables in float32;
+with it Keras computes schedules and constants in float64 for float32 variables too).
 
 The optimizer is built with ``keras.optimizers.deserialize`` of the scenario's Keras
 dict (schedules included) and ``exclude_from_weight_decay``; slots are read from the
@@ -134,11 +135,6 @@ def _import_keras(backend: str):
         os.environ["KERAS_BACKEND"] = backend
     elif current != backend:
         raise RuntimeError(_wrong_backend(backend, current))
-    if backend == "jax":
-        import jax
-
-        # float64 variables need x64 (otherwise jnp silently makes them float32).
-        jax.config.update("jax_enable_x64", True)
     import keras
 
     if keras.backend.backend() != backend:  # KERAS_BACKEND overridden elsewhere
@@ -155,6 +151,7 @@ class Keras3Session(Session):
         self._scenario = scenario
         self._dtype = np.asarray(scenario.initial_values[0]).dtype
         self._k = int(scenario.config.get("gradient_accumulation_steps") or 0)
+        self._precision()
         self._variables = [
             keras.Variable(self._tensor(v, scenario.dtype), dtype=scenario.dtype, name=n)
             for v, n in zip(scenario.initial_values, scenario.names, strict=True)
@@ -165,6 +162,19 @@ class Keras3Session(Session):
         self._compile()
 
     # -- construction ------------------------------------------------------------------
+    def _precision(self) -> None:
+        """JAX: x64 on for a float64 scenario, off otherwise, before anything runs.
+
+        Without x64 jnp silently keeps a float64 ``keras.Variable`` in float32; with it,
+        Keras computes schedules and Python-scalar constants in float64 even for float32
+        variables, which a float32 user of Keras on JAX never sees. The flag is
+        process-wide: it is set again before each operation of the session.
+        """
+        if self._backend == "jax":
+            import jax
+
+            jax.config.update("jax_enable_x64", self._dtype == np.float64)
+
     def _tensor(self, value, dtype=None):
         value = np.asarray(value)
         return self._keras.ops.convert_to_tensor(value, dtype=dtype or value.dtype.name)
@@ -235,8 +245,15 @@ class Keras3Session(Session):
     def step(self, gradients, skip_gradients_aggregation=False) -> Observation:
         if skip_gradients_aggregation:
             raise TypeError(_notes(self._backend)["skip_aggregation"])
+        self._precision()
         grads = [self._convert(g) for g in gradients]
-        return self.observe(self._apply(grads))
+        raw = int(self._read(self._optimizer._iterations))
+        lr = self._apply(grads)
+        if self._k and (raw + 1) % self._k:
+            # A micro-step that only accumulates: Keras 3 applies no rate (the eager
+            # path never evaluates it; jax computes an update and discards it).
+            lr = None
+        return self.observe(lr)
 
     def _slot_variables(self) -> list[dict]:
         """Per model variable: tf-keras slot name -> the Keras 3 variable."""
@@ -272,6 +289,7 @@ class Keras3Session(Session):
 
     # -- protocol ----------------------------------------------------------------------
     def load(self, state: Observation) -> None:
+        self._precision()
         for v, value in zip(self._variables, state.variables, strict=True):
             self._write(v, value)
         opt = self._optimizer
@@ -285,10 +303,12 @@ class Keras3Session(Session):
                     self._write(var, given[name])
 
     def finalize(self) -> Observation:
+        self._precision()
         self._optimizer.finalize_variable_values(self._variables)
         return self.observe()
 
     def round_trip(self) -> None:
+        self._precision()
         old = self._optimizer
         self._optimizer = type(old).from_config(old.get_config())
         self._exclude(self._optimizer)
@@ -381,12 +401,14 @@ class JaxJitSession(Keras3Session):
             v.assign(value)
 
     def finalize(self) -> Observation:
+        self._precision()
         self._sync()
         self._optimizer.finalize_variable_values(self._variables)
         self._train = [v.value for v in self._variables]
         return self.observe()
 
     def round_trip(self) -> None:
+        self._precision()
         self._sync()
         super().round_trip()
 
