@@ -215,7 +215,12 @@ class TfKerasSession(Session):
             return np.asarray(variable.numpy())
         first, *rest = [c.numpy() for c in self._strategy.experimental_local_results(variable)]
         if any(other.tobytes() != first.tobytes() for other in rest):
-            raise RuntimeError(f"The replicas' copies of {variable.name} differ.")
+            # Not averaged away: tf-keras itself left the mirrored copies apart (Nadam's
+            # _u_product is advanced on the first device only; docs/keras.md).
+            raise RuntimeError(
+                f"tf-keras left the replicas' copies of {variable.name} different "
+                "after the step (MirroredStrategy)."
+            )
         return np.asarray(first)
 
     # -- stepping ------------------------------------------------------------------------
