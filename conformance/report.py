@@ -113,6 +113,7 @@ def build(*, ctx, adapters: list[dict], seconds: float, version: str) -> dict:
         "profile": ctx.profile,
         "level": ctx.level,
         "max_examples": ctx.max_examples,
+        "shrink": ctx.shrink,
         "optcheck_version": version,
         "mode": ctx.mode,
         "ulps": ctx.ulps,

@@ -55,7 +55,8 @@ LEVELS = {
 _SUPPRESSED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
 
 
-def hypothesis_settings(level: str, max_examples: int | None = None) -> settings:
+def hypothesis_settings(level: str, max_examples: int | None = None, shrink: bool = True
+                        ) -> settings:  # fmt: skip
     lv = LEVELS[level]
     return settings(
         max_examples=max_examples or lv.max_examples,
@@ -68,7 +69,8 @@ def hypothesis_settings(level: str, max_examples: int | None = None) -> settings
         suppress_health_check=_SUPPRESSED,
         # No explain phase: its extra runs would cost time and could come after the
         # minimal failing example, which the suite records as the last failing call.
-        phases=[Phase.explicit, Phase.generate, Phase.shrink],
+        # Without shrinking (gating runs) the first failing example is reported.
+        phases=[Phase.explicit, Phase.generate] + ([Phase.shrink] if shrink else []),
     )
 
 

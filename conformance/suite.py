@@ -72,6 +72,8 @@ class Context:
     metamorphic: bool = False
     #: Diagnose deviations (conformance/diagnosis.py): which known variant explains it.
     diagnose: bool = True
+    #: Shrink failing scenarios (off: the first failing example is reported; faster).
+    shrink: bool = True
 
     def policy(self) -> Policy:
         return Policy(mode=self.mode, ulps=self.ulps)
@@ -359,7 +361,7 @@ def _run_drawn(case, ctx, adapter, strategy, check, describe_failure, tolerance,
 
     caps = adapter.capabilities()
     level = settings.LEVELS[ctx.level]
-    hyp = settings.hypothesis_settings(ctx.level, ctx.max_examples)
+    hyp = settings.hypothesis_settings(ctx.level, ctx.max_examples, ctx.shrink)
     run = _DrawnRun(check, caps, level)
 
     def conformance_case(scenario):

@@ -441,7 +441,7 @@ class CosineDecay(LearningRateSchedule):
         completed_fraction = step / decay_steps
         pi = dtypes.const(math.pi, dtype)
         cosine_decayed = dtypes.const(0.5, dtype) * (
-            dtypes.const(1.0, dtype) + np.cos(pi * completed_fraction)
+            dtypes.const(1.0, dtype) + _cos(pi * completed_fraction)
         )
         decayed = dtypes.const(1 - alpha, dtype) * cosine_decayed + dtypes.const(alpha, dtype)
         return decay_from_lr * decayed
@@ -541,7 +541,7 @@ class CosineDecayRestarts(LearningRateSchedule):
 
         m_fac = np.power(m_mul, i_restart)
         pi = dtypes.const(math.pi, dtype)
-        cosine_decayed = dtypes.const(0.5, dtype) * m_fac * (one + np.cos(pi * completed_fraction))
+        cosine_decayed = dtypes.const(0.5, dtype) * m_fac * (one + _cos(pi * completed_fraction))
         decayed = (dtypes.const(1, dtype) - alpha) * cosine_decayed + alpha
         return lr * decayed
 
@@ -749,3 +749,17 @@ def deserialize(config, custom_objects=None, use_legacy_format=False):
             f"class is missing a `from_config()` method. Full object config: {config}"
         )
     return cls.from_config(dict(inner))
+
+
+def _cos(x):
+    """cos correctly rounded to ``x``'s dtype (computed in float64, then rounded once).
+
+    TensorFlow's float32 cos is correctly rounded where NumPy's is not always:
+    ``cos(float32(1.1780972))`` is 0.38268343 in TensorFlow (exact 0.38268342963…) and
+    0.38268346 with ``np.cos`` on float32, 1 ulp off (found by the tf-keras adapter on
+    CosineDecay).
+    """
+    x = np.asarray(x)
+    if x.dtype == np.float64 or x.dtype.itemsize > 8:
+        return np.cos(x)
+    return np.cos(x.astype(np.float64)).astype(x.dtype)

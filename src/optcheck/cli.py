@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
                    "are warned about")  # fmt: skip
     v.add_argument("--no-diagnose", action="store_true",
                    help="do not re-run deviations against the known variants")
+    v.add_argument("--no-shrink", action="store_true",
+                   help="report the first failing example without shrinking it (faster "
+                   "gating runs)")  # fmt: skip
     v.add_argument("--strategies", default=None, help=argparse.SUPPRESS)
     b = sub.add_parser(
         "baseline",
@@ -197,6 +200,7 @@ def _verify_command(args, parser) -> int:
         ulps=args.ulps, seed=seed, optimizers=optimizers, features=args.features,
         dtypes=args.dtypes, strategies=args.strategies or DEFAULT_STRATEGIES,
         max_examples=args.max_examples, metamorphic=True, diagnose=not args.no_diagnose,
+        shrink=not args.no_shrink,
     )  # fmt: skip
     report = verify(ctx, names, args.out, isolate=not args.in_process, jobs=args.jobs,
                     timeout=args.timeout, progress=TerminalProgress())  # fmt: skip
