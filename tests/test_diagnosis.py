@@ -145,7 +145,7 @@ def _report(cases, profile="keras2"):
 
 
 def _case(case_id, status, variant=None):
-    c = {"id": case_id, "status": status}
+    c = {"id": case_id, "status": status, "optimizer": case_id.split("-")[0]}
     if status == "deviation":
         c["diagnosis"] = {"verdict": "x", "variant": variant}
     return c
@@ -180,12 +180,20 @@ reason = "never run here"
     assert report["adapters"][0]["cases"][0]["baseline"]["link"] == "https://example.org/1"
 
 
-def test_generated_baseline_accepts_its_own_report(tmp_path):
+@pytest.mark.parametrize("group", [True, False])
+def test_generated_baseline_accepts_its_own_report(tmp_path, group):
     report = _report([_case("Adam-plain-float32", "deviation", "adam_epsilon=corrected"),
+                      _case("Adam-ema-float32", "deviation", "adam_epsilon=corrected"),
+                      _case("Adam-plain-float64", "deviation", None),
                       _case("SGD-plain-float32", "error")])  # fmt: skip
-    path = _write(tmp_path, baseline.from_report(report, "lib"))
-    gate = baseline.apply(report, [baseline.load(path)])
-    assert gate["new"] == [] and len(gate["accepted"]) == 2
+    path = _write(tmp_path, baseline.from_report(report, "lib", group=group))
+    loaded = baseline.load(path)
+    assert len(loaded.entries) == (3 if group else 4)
+    gate = baseline.apply(report, [loaded])
+    assert gate["new"] == [] and len(gate["accepted"]) == 4
+    # Grouped entries pin the diagnosis: another Adam deviation is still new.
+    report["adapters"][0]["cases"].append(_case("Adam-clipnorm-float32", "deviation", "slip"))
+    assert baseline.apply(report, [loaded])["new"] == ["lib: Adam-clipnorm-float32"]
 
 
 # -- the command line, end to end ---------------------------------------------------------

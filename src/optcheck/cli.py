@@ -7,8 +7,9 @@ With ``--baseline FILE`` (one per adapter; conformance/baseline.py) the exit sta
 0 when every deviation is accepted by a baseline and 1 on any new one; stale entries
 are warned about.
 
-``optcheck baseline REPORT --adapter NAME`` prints a starting baseline accepting the
-adapter's deviations in a ``conformance.json``, with their diagnoses as reasons.
+``optcheck baseline REPORT... --adapter NAME`` prints a starting baseline accepting the
+adapter's deviations in ``conformance.json`` files (one per profile), one entry per
+optimizer and diagnosis (``--per-case``: per case), with the diagnoses as reasons.
 
 ``optcheck adapters`` lists every known adapter, one per line: name, availability
 (and why not), versions.
@@ -85,8 +86,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Print (or write with --out) a baseline TOML accepting one adapter's "
         "deviations in a conformance.json, with their diagnoses as reasons, for review.",
     )
-    b.add_argument("report", type=Path, help="a conformance.json written by optcheck verify")
+    b.add_argument("reports", nargs="+", type=Path, metavar="REPORT",
+                   help="conformance.json file(s) written by optcheck verify (e.g. one per "
+                   "profile)")  # fmt: skip
     b.add_argument("--adapter", required=True, help="the adapter whose deviations to accept")
+    b.add_argument("--per-case", action="store_true",
+                   help="one entry per case instead of one per optimizer and diagnosis")
     b.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
     sub.add_parser("adapters", help="list the known adapters with availability and versions")
     return parser
@@ -144,13 +149,18 @@ def _baseline_command(args, parser) -> int:
 
     from optcheck.conformance import baseline
 
+    reports = []
+    for path in args.reports:
+        try:
+            reports.append(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return _usage_error(parser, f"no such report: {path}")
+        except json.JSONDecodeError as exc:
+            return _usage_error(parser, f"{path} is not a conformance.json ({exc})")
     try:
-        report = json.loads(args.report.read_text(encoding="utf-8"))
-        text = baseline.from_report(report, args.adapter)
-    except FileNotFoundError:
-        return _usage_error(parser, f"no such report: {args.report}")
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        return _usage_error(parser, f"{args.report} is not a conformance.json ({exc})")
+        text = baseline.from_report(reports, args.adapter, group=not args.per_case)
+    except (KeyError, TypeError) as exc:
+        return _usage_error(parser, f"not a conformance.json ({type(exc).__name__}: {exc})")
     except baseline.BaselineError as exc:
         return _usage_error(parser, str(exc))
     if args.out:
