@@ -35,9 +35,13 @@ def findings(session):
     both profiles (reports in reports/out/findings), the deviations extracted to
     reports/data/findings/*.json (committed), the table regenerated from them. Arguments:
     adapter names (default: every bundled adapter) and, after ``--``, verify options
-    (``nox -s findings -- torch optax -- --max-examples 2``)."""
+    (default: the gate's, baselines/options.txt; ``nox -s findings -- torch optax --
+    --level ci``)."""
     session.install(".[tf,keras,jax,torch]")
     names, _, options = " ".join(session.posargs).partition(" -- ")
+    if not options:
+        with open("baselines/options.txt") as f:
+            options = f.read()
     adapters = names.split() or session.run(
         "python", "-c", "from optcheck.adapters.registry import BUNDLED; print(*BUNDLED)",
         silent=True,
@@ -50,6 +54,15 @@ def findings(session):
             session.run("python", "-m", "optcheck.reports.findings", "extract",
                         f"{out}/conformance.json", "--out", "reports/data/findings")  # fmt: skip
     session.run("python", "-m", "optcheck.reports.findings", "readme", "reports/data/findings")
+
+
+@nox.session
+def gate(session):
+    """Every bundled adapter against its baseline (baselines/), both profiles, the TensorFlow
+    ones included (tests/test_gating.py; CI runs the others)."""
+    session.install(".[test,tf,keras,jax,torch]")
+    session.run("python", "-m", "pytest", "-q", "tests/test_gating.py", *session.posargs,
+                env={"OPTCHECK_GATE_ALL": "1"})  # fmt: skip
 
 
 @nox.session

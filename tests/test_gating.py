@@ -1,0 +1,46 @@
+"""The project's own gate: every bundled adapter installed here is verified against its
+baseline (baselines/<adapter>.toml) in both profiles, with the selection of
+baselines/options.txt; a new deviation fails.
+
+The TensorFlow-based adapters (tf, tf-keras*, keras3-*) take tens of minutes per
+profile on 2 cores, so they are gated only with OPTCHECK_GATE_ALL=1 (``nox -s gate``
+sets it); CI, which installs JAX, optax and torch but not TensorFlow, gates the rest."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+import pytest
+
+from optcheck.adapters.registry import BUNDLED, load_adapter
+from optcheck.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINES = ROOT / "baselines"
+OPTIONS = shlex.split((BASELINES / "options.txt").read_text())
+SLOW = ("tf", "tf-keras", "keras3-")
+
+
+def _available(name: str) -> tuple[bool, str]:
+    try:
+        return load_adapter(name).availability()
+    except Exception as exc:  # a factory that cannot even load: not installed here
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+@pytest.mark.parametrize("profile", ["keras2", "keras3"])
+@pytest.mark.parametrize("name", sorted(BUNDLED))
+def test_bundled_adapter_has_no_new_deviation(name, profile, tmp_path, capsys):
+    if name.startswith(SLOW) and not os.environ.get("OPTCHECK_GATE_ALL"):
+        pytest.skip(f"{name}: slow gate, run with OPTCHECK_GATE_ALL=1 (nox -s gate)")
+    ok, why = _available(name)
+    if not ok:
+        pytest.skip(f"{name} is not available here: {why}")
+    path = BASELINES / f"{name}.toml"
+    assert path.exists(), f"every bundled adapter needs a baseline: {path} is missing"
+    status = main(["verify", "--adapter", name, "--profile", profile, *OPTIONS,
+                   "--baseline", str(path), "--out", str(tmp_path)])  # fmt: skip
+    out = capsys.readouterr()
+    assert status == 0, f"{name} ({profile}) has new deviations:\n{out.out}\n{out.err[-3000:]}"
