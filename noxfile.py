@@ -35,13 +35,14 @@ def findings(session):
     both profiles (reports in reports/out/findings), the deviations extracted to
     reports/data/findings/*.json (committed), the table regenerated from them. Arguments:
     adapter names (default: every bundled adapter) and, after ``--``, verify options
-    (default: the gate's, baselines/options.txt; ``nox -s findings -- torch optax --
+    (default: the gate's, baselines/options.toml; ``nox -s findings -- torch optax --
     --level ci``)."""
     session.install(".[tf,keras,jax,torch]")
     names, _, options = " ".join(session.posargs).partition(" -- ")
-    if not options:
-        with open("baselines/options.txt") as f:
-            options = f.read()
+    import tomllib
+
+    with open("baselines/options.toml", "rb") as f:
+        selection = tomllib.load(f)
     adapters = names.split() or session.run(
         "python", "-c", "from optcheck.adapters.registry import BUNDLED; print(*BUNDLED)",
         silent=True,
@@ -50,7 +51,9 @@ def findings(session):
         for adapter in adapters:
             out = f"reports/out/findings/{profile}-{adapter}"
             session.run("optcheck", "verify", "--adapter", adapter, "--profile", profile,
-                        "--out", out, *options.split(), success_codes=[0, 1])  # fmt: skip
+                        "--out", out, *(options or selection["adapters"].get(
+                            adapter, selection["options"])).split(),
+                        success_codes=[0, 1])  # fmt: skip
             session.run("python", "-m", "optcheck.reports.findings", "extract",
                         f"{out}/conformance.json", "--out", "reports/data/findings")  # fmt: skip
     session.run("python", "-m", "optcheck.reports.findings", "readme", "reports/data/findings")

@@ -114,6 +114,8 @@ def build(*, ctx, adapters: list[dict], seconds: float, version: str) -> dict:
         "level": ctx.level,
         "max_examples": ctx.max_examples,
         "shrink": ctx.shrink,
+        "selection": {"optimizers": ctx.optimizers, "features": ctx.features,
+                      "dtypes": ctx.dtypes},
         "optcheck_version": version,
         "mode": ctx.mode,
         "ulps": ctx.ulps,

@@ -1,6 +1,6 @@
 """The project's own gate: every bundled adapter installed here is verified against its
 baseline (baselines/<adapter>.toml) in both profiles, with the selection of
-baselines/options.txt; a new deviation fails.
+baselines/options.toml; a new deviation fails.
 
 The TensorFlow-based adapters (tf, tf-keras*, keras3-*) take tens of minutes per
 profile on 2 cores, so they are gated only with OPTCHECK_GATE_ALL=1 (``nox -s gate``
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,12 @@ from optcheck.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = ROOT / "baselines"
-OPTIONS = shlex.split((BASELINES / "options.txt").read_text())
+SELECTION = tomllib.loads((BASELINES / "options.toml").read_text())
+
+
+def options(name: str) -> list[str]:
+    return shlex.split(SELECTION["adapters"].get(name, SELECTION["options"]))
+
 SLOW = ("tf", "tf-keras", "keras3-")
 
 
@@ -40,7 +46,7 @@ def test_bundled_adapter_has_no_new_deviation(name, profile, tmp_path, capsys):
         pytest.skip(f"{name} is not available here: {why}")
     path = BASELINES / f"{name}.toml"
     assert path.exists(), f"every bundled adapter needs a baseline: {path} is missing"
-    status = main(["verify", "--adapter", name, "--profile", profile, *OPTIONS,
+    status = main(["verify", "--adapter", name, "--profile", profile, *options(name),
                    "--baseline", str(path), "--out", str(tmp_path)])  # fmt: skip
     out = capsys.readouterr()
     assert status == 0, f"{name} ({profile}) has new deviations:\n{out.out}\n{out.err[-3000:]}"
