@@ -233,6 +233,22 @@ VARIANTS: list[Variant] = [
         lambda s: bool(s.config.get("use_ema")),
     ),
     Variant(
+        "ema_scope=all",
+        "the EMA average of every variable is updated at each step, also of variables "
+        "without a gradient (Keras 3, torch.optim.swa_utils.AveragedModel); tf-keras only "
+        "those it updated",
+        "keras-team/keras keras/src/optimizers/base_optimizer.py; notes §4.2.6",
+        {"ema_scope": "all"},
+        lambda s: bool(s.config.get("use_ema")) and "none_gradients" in s.needs,
+    ),
+    Variant(
+        "ema_scope=updated",
+        "the EMA average is updated only for variables with a gradient this step (tf-keras)",
+        "keras-team/tf-keras tf_keras/optimizers/optimizer.py; notes §4.2.6",
+        {"ema_scope": "updated"},
+        lambda s: bool(s.config.get("use_ema")) and "none_gradients" in s.needs,
+    ),
+    Variant(
         "schedule_offset=1",
         "the schedule is evaluated at iterations + 1 (after the increment)",
         "an off-by-one seen when schedules read the counter after stepping",
