@@ -51,12 +51,21 @@ def findings(session):
         for adapter in adapters:
             out = f"reports/out/findings/{profile}-{adapter}"
             session.run("optcheck", "verify", "--adapter", adapter, "--profile", profile,
-                        "--out", out, *(options or selection["adapters"].get(
-                            adapter, selection["options"])).split(),
+                        "--out", out, *(options or _selection(selection, adapter)).split(),
                         success_codes=[0, 1])  # fmt: skip
             session.run("python", "-m", "optcheck.reports.findings", "extract",
                         f"{out}/conformance.json", "--out", "reports/data/findings")  # fmt: skip
     session.run("python", "-m", "optcheck.reports.findings", "readme", "reports/data/findings")
+
+
+def _selection(selection: dict, adapter: str) -> str:
+    """baselines/options.toml: the first pattern matching ``adapter``, else the default."""
+    import fnmatch
+
+    for pattern, options in selection["adapters"].items():
+        if fnmatch.fnmatchcase(adapter, pattern):
+            return options
+    return selection["options"]
 
 
 @nox.session

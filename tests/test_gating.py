@@ -8,6 +8,7 @@ sets it); CI, which installs JAX, optax and torch but not TensorFlow, gates the 
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shlex
 import tomllib
@@ -24,7 +25,10 @@ SELECTION = tomllib.loads((BASELINES / "options.toml").read_text())
 
 
 def options(name: str) -> list[str]:
-    return shlex.split(SELECTION["adapters"].get(name, SELECTION["options"]))
+    """The verify options of ``name``: the first matching pattern's, else the default."""
+    found = next((v for k, v in SELECTION["adapters"].items() if fnmatch.fnmatchcase(name, k)),
+                 SELECTION["options"])  # fmt: skip
+    return shlex.split(found)
 
 SLOW = ("tf", "tf-keras", "keras3-")
 
