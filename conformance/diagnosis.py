@@ -274,11 +274,11 @@ VARIANTS: list[Variant] = [
     ),
     Variant(
         "python_scalar_cast=direct",
-        "hyper-parameters (β, ρ, decay, …) rounded once to the variable dtype; Keras's "
-        "tf.cast converts a Python float to float32 first (β2 = 0.999 is 0.99900001 "
-        "in a float64 run)",
+        "hyper-parameters and constant initial values rounded once to the variable dtype; "
+        "Keras on TensorFlow converts a Python float to float32 first (β2 = 0.999 is "
+        "0.99900001 in a float64 run)",
         "torch.optim, optax, Keras 3 on JAX; tensorflow/tensorflow#35938",
-        {"python_scalar_cast": "direct"},
+        {"python_scalar_cast": "direct", "constant_initializer": "direct"},
         lambda s: s.dtype != "float32",
     ),
     Variant(

@@ -544,6 +544,8 @@ class Optimizer:
             raise TypeError(f"apply_gradients() got an unexpected keyword argument '{key}'.{hint}")
         pairs = self._validate(grads_and_vars, skip_gradients_aggregation)
         step = _Step(pairs, skip_gradients_aggregation)
+        # The rate this call uses: none on a Keras 3 accumulate-only micro-step.
+        self._step_learning_rate = None
         # NaN and Inf propagate as Keras computes them; NumPy's warnings are noise here.
         with stop_recording(), np.errstate(all="ignore"):
             stages = self.profile.pipeline

@@ -106,6 +106,11 @@ class Profile:
     #: one rounding) or ``"via_floatx"`` (Keras 3 ``ops.cast(c, dtype)``, which on
     #: TensorFlow rounds c to float32 first, tensorflow/tensorflow#35938).
     constant_initializer: str = "direct"
+    #: Ftrl's initial accumulator: ``"fill_float32"`` (tf-keras
+    #: ``tf.cast(tf.fill(shape, acc₀), dtype)``: float32 first, whatever
+    #: ``constant_initializer`` says) or ``"initializer"`` (Keras 3
+    #: ``initializers.Constant``, i.e. ``constant_initializer``).
+    ftrl_accumulator: str = "fill_float32"
     #: A Python constant c times a square: ``"left_to_right"`` (c·g)·g (tf-keras
     #: Adadelta ``(1 - rho) * grad * grad``) or ``"square_first"`` c·(g·g) (Keras 3
     #: ``ops.multiply(1 - rho, ops.square(grad))``).
@@ -327,6 +332,7 @@ KERAS3 = Profile(
     exclude_after_build_raises=False,
     reciprocal_sqrt="divide",
     constant_initializer="via_floatx",
+    ftrl_accumulator="initializer",
     scaled_square="square_first",
     nadam_u_product="beta_1_first",
     adamw_missing_weight_decay=(

@@ -30,7 +30,9 @@ Notes:
 * ``tf.pow(g, 2)`` (tf-keras) and ``ops.square(g)`` (Keras 3) are both g·g.
 * The initial accumulator is ``tf.cast(tf.fill(shape, acc₀), dtype)`` in tf-keras
   and ``ops.cast(acc₀, dtype)`` (``initializers.Constant``) in Keras 3: both turn
-  the Python float into float32 first (TensorFlow's default float type).
+  the Python float into float32 first on TensorFlow (profile fields
+  ``ftrl_accumulator`` and ``constant_initializer``; Keras 3 on JAX or torch casts
+  once, the diagnosis variant ``python_scalar_cast=direct``).
 * The hyper-parameters are checked before the learning rate, as tf-keras does
   (Keras 3 checks the learning rate first, in its base constructor).
 """
@@ -101,9 +103,12 @@ class Ftrl(Optimizer):
         self._accumulators = []
         self._linears = []
         for v in var_list:
-            # tf.cast(tf.fill(shape, value), dtype): the fill is float32.
-            fill = dtypes.const(self.initial_accumulator_value, dtypes.FLOATX)
-            initial = dtypes.cast(fill, v.dtype)
+            if (self.profile.ftrl_accumulator == "initializer"
+                    and self.profile.constant_initializer == "direct"):  # fmt: skip
+                initial = dtypes.const(self.initial_accumulator_value, v.dtype)
+            else:  # tf.cast(tf.fill(shape, value), dtype), or a cast via float32
+                fill = dtypes.const(self.initial_accumulator_value, dtypes.FLOATX)
+                initial = dtypes.cast(fill, v.dtype)
             self._accumulators.append(
                 self.add_variable_from_reference(
                     v, "accumulator", initial_value=np.full(v.shape, initial)
