@@ -52,7 +52,8 @@ LEVELS = {
                       timeout=900.0, derandomize=False),
 }  # fmt: skip
 
-_SUPPRESSED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
+_SUPPRESSED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
+               HealthCheck.filter_too_much]  # fmt: skip
 
 
 def hypothesis_settings(level: str, max_examples: int | None = None, shrink: bool = True

@@ -358,6 +358,7 @@ def _run_drawn(case, ctx, adapter, strategy, check, describe_failure, tolerance,
     """Hypothesis around ``check(scenario) -> failure | None`` with the level's settings."""
     from hypothesis import given
     from hypothesis import seed as hypothesis_seed
+    from hypothesis.errors import Unsatisfiable
 
     caps = adapter.capabilities()
     level = settings.LEVELS[ctx.level]
@@ -373,6 +374,8 @@ def _run_drawn(case, ctx, adapter, strategy, check, describe_failure, tolerance,
     result = {**base_result(case, ctx), "tolerance": tolerance}
     try:
         runner()
+    except Unsatisfiable:  # only scenarios the adapter cannot run (or that do not apply)
+        result.update(_unsupported_reason(run) if run.examples == 0 else {"status": "pass"})
     except _Deviation:
         scenario, found = run.failing, run.divergence
         result.update(status="deviation", first_divergence=describe_failure(found),
@@ -388,10 +391,7 @@ def _run_drawn(case, ctx, adapter, strategy, check, describe_failure, tolerance,
                           repro=repro_script(case, ctx, run.failing))  # fmt: skip
     else:
         if run.examples == 0 and (run.missing or run.skipped):
-            reasons = ["every scenario needs " + ", ".join(sorted(run.missing))] if \
-                run.missing else []  # fmt: skip
-            reasons += sorted(run.skipped)[:3]
-            result.update(status="unsupported", reason="; ".join(reasons))
+            result.update(_unsupported_reason(run))
         else:
             result["status"] = "pass"
     result["examples"] = run.examples
@@ -399,6 +399,12 @@ def _run_drawn(case, ctx, adapter, strategy, check, describe_failure, tolerance,
         result["shrink_steps"] = run.shrink_steps
         result["shrink_truncated"] = run.truncated
     return result
+
+
+def _unsupported_reason(run) -> dict:
+    reasons = ["every scenario needs " + ", ".join(sorted(run.missing))] if run.missing else []
+    reasons += sorted(run.skipped)[:3]
+    return {"status": "unsupported", "reason": "; ".join(reasons) or "no runnable scenario"}
 
 
 class _Skip(Exception):
@@ -445,8 +451,12 @@ class _DrawnRun:
         missing = self.caps.missing(scenario.optimizer, scenario.needs, scenario.dtype,
                                     scenario.profile)  # fmt: skip
         if missing:
+            # Rejected, not passed: hypothesis draws another scenario, so a case's
+            # examples are all ones the adapter can run (Unsatisfiable if none is).
             self.missing.update(missing)
-            return
+            from hypothesis import reject
+
+            reject()
         counter = "examples" if self.failed_at is None else "shrink_steps"
         setattr(self, counter, getattr(self, counter) + 1)
         self.failing = scenario
@@ -456,7 +466,9 @@ class _DrawnRun:
             setattr(self, counter, getattr(self, counter) - 1)
             self.skipped.add(str(skip))
             self.failing = None
-            return
+            from hypothesis import reject
+
+            reject()
         except Exception as exc:
             self._failed(scenario, None, exc)
             raise

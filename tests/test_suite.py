@@ -535,3 +535,29 @@ def test_context_round_trips_through_dicts():
     case = Case("numpy", "SGD", "plain", "float32", "keras2", needs=["x"])
     assert Case.from_dict(case.to_dict()) == case
     assert replace(ctx, adapter="x").adapter == "x"
+
+
+class NoSparse(ReferenceAdapter):
+    """Declares everything but sparse gradients."""
+
+    def capabilities(self):
+        caps = super().capabilities()
+        return Capabilities(optimizers=caps.optimizers, features=caps.features - {"sparse"},
+                            dtypes=caps.dtypes, profiles=caps.profiles)  # fmt: skip
+
+
+def test_examples_an_adapter_cannot_run_are_replaced_not_counted():
+    """clipnorm scenarios sometimes also need sparse gradients: those draws are rejected
+    and replaced, so every counted example ran; a feature that always needs sparse is
+    unsupported."""
+    from optcheck.conformance.suite import DEFAULT_STRATEGIES
+
+    adapter = NoSparse()
+    ctx = Context(adapter=f"{HERE}:NoSparse", strategies=DEFAULT_STRATEGIES, optimizers=["SGD"],
+                  features=["clipnorm", "sparse"], dtypes=["float32"], fixed_cases=False,
+                  max_examples=6)  # fmt: skip
+    results = results_by_id(suite.run_case(c, ctx, adapter) for c in suite.plan(ctx).cases)
+    assert results["SGD-clipnorm-float32"]["status"] == "pass"
+    assert results["SGD-clipnorm-float32"]["examples"] == 6
+    assert results["SGD-sparse-float32"]["status"] == "unsupported"
+    assert "sparse" in results["SGD-sparse-float32"]["reason"]
