@@ -14,8 +14,8 @@
   path (nor a trainer: its ``fit`` raises NotImplementedError).
 
 Keras 3 fixes its backend once per process, when ``keras`` is first imported (the
-``KERAS_BACKEND`` environment variable). The factories set ``KERAS_BACKEND`` when
-``keras`` is not imported yet; where it already is, with another backend, the adapter
+``KERAS_BACKEND`` environment variable). A session sets ``KERAS_BACKEND`` when it imports
+``keras`` and it is not imported yet; where it already is, with another backend, the adapter
 is unavailable and says so (it never runs the wrong backend). ``optcheck verify`` runs
 each adapter in its own worker processes, so several backends can be verified in one
 command. JAX needs ``jax_enable_x64`` for float64 variables: the jax adapters turn it on
@@ -426,8 +426,8 @@ class Keras3Adapter(Adapter):
         suffixes = {"jax": "-jit", "tensorflow": "-function", "torch": "-compile"}
         suffix = suffixes[backend] if compiled else ""
         self.name = f"keras3-{backend}{suffix}"
-        if _current_backend() is None:  # choose the backend before keras is imported
-            os.environ["KERAS_BACKEND"] = backend
+        # KERAS_BACKEND is set when keras is first imported (_import_keras), not here:
+        # listing adapters must not choose the backend of a later import.
 
     def _mode(self) -> str:
         if not self.compiled:
