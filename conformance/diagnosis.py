@@ -211,6 +211,13 @@ VARIANTS: list[Variant] = [
         lambda s: bool(s.config.get("clipnorm")) and _several(s),
     ),
     Variant(
+        "clip_norm_epsilon=1e-6",
+        "norm clipping scales by min(1, c/(N + 1e-6)) instead of c/max(N, c)",
+        "torch.nn.utils.clip_grad_norm_",
+        {"clip_norm_epsilon": 1e-6},
+        lambda s: bool(s.config.get("clipnorm") or s.config.get("global_clipnorm")),
+    ),
+    Variant(
         "clip_order",
         "gradients clipped on the other side of the cross-replica sum (2.x aggregates "
         "then clips; Keras 3 on TensorFlow clips each replica, then aggregates)",

@@ -42,6 +42,16 @@ def clip_by_norm(g, clip_norm):
     return _rewrap(g, ((t * c) / np.maximum(l2norm, c)).astype(t.dtype))
 
 
+def clip_with_epsilon(grads, clip_norm, epsilon, form="squared"):
+    """Variant (torch ``clip_grad_norm_``): g·min(1, c/(N + ε)), N the norm of all
+    ``grads`` together (call it with one gradient for a per-tensor clip)."""
+    norm = global_norm(grads, form)
+    c, eps = dtypes.const(clip_norm, norm.dtype), dtypes.const(epsilon, norm.dtype)
+    scale = np.minimum(c / (norm + eps), dtypes.const(1, norm.dtype)).astype(norm.dtype)
+    return [None if g is None else _rewrap(g, (_values(g) * scale.astype(_values(g).dtype)))
+            for g in grads]  # fmt: skip
+
+
 def global_norm(grads, form: str = "half_squared") -> np.ndarray:
     """Global L2 norm of several tensors (None skipped).
 

@@ -760,6 +760,12 @@ class Optimizer:
             return self._clip(grads)
 
     def _clip(self, grads):
+        eps = self.profile.clip_norm_epsilon
+        if eps and ((self.clipnorm or 0) > 0 or (self.global_clipnorm or 0) > 0):
+            if self.clipnorm and self.clipnorm > 0 and self.profile.clipnorm_scope != "global":
+                clip = clipping.clip_with_epsilon
+                return [None if g is None else clip([g], self.clipnorm, eps)[0] for g in grads]
+            return clipping.clip_with_epsilon(grads, self.clipnorm or self.global_clipnorm, eps)
         if self.clipnorm and self.clipnorm > 0:
             if self.profile.clipnorm_scope == "global":
                 return clipping.clip_by_global_norm(

@@ -155,6 +155,9 @@ class Profile:
     #: ``clipnorm`` per tensor (Keras) or over all tensors (torch ``clip_grad_norm_``,
     #: optax ``clip_by_global_norm``; standalone Keras 1).
     clipnorm_scope: str = "per_tensor"
+    #: ε > 0: clipping scales by min(1, c/(N + ε)) (torch ``clip_grad_norm_``, ε = 1e-6)
+    #: instead of c/max(N, c).
+    clip_norm_epsilon: float = 0.0
     #: The step a schedule is evaluated at: ``iterations + schedule_offset``.
     schedule_offset: int = 0
     #: SGD momentum: ``"velocity"`` (Keras: m ← μ·m − lr·g, v ← v + m) or

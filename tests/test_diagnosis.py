@@ -53,6 +53,7 @@ CASES = {
     "weight_decay_coupling=l2": _scenario("Adam", {"weight_decay": 0.5, "epsilon": 1e-7}, GRADS),
     "clipnorm_scope=global": _two("SGD", {"clipnorm": 1.0},
                                   [([0.6, 0.8], [0.5]), ([0.3, 0.0], [2.0])]),
+    "clip_norm_epsilon=1e-6": _scenario("SGD", {"clipnorm": 1e-5}, [[3e-5, 4e-5]]),
     "clip_order": Scenario(optimizer="SGD", config={"clipnorm": 1.0}, profile="keras2",
                            dtype="float64", initial_values=[np.zeros(2)], steps=REPLICAS,
                            needs=("replicas",)),
