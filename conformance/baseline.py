@@ -193,12 +193,15 @@ def from_report(reports, adapter: str, group: bool = True) -> str:
             if case["status"] not in STATUSES:
                 continue
             diagnosis = case.get("diagnosis") or {}
-            key = (case["optimizer"], case["status"], diagnosis.get("variant"))
-            groups.setdefault(key if group else (case["id"],), []).append(case)
-        for cases in groups.values():
+            # Golden-table and seed-page ids do not start with the optimizer: exact.
+            pattern = f"{case['optimizer']}-*"
+            if not group or not case["id"].startswith(pattern[:-1]):
+                pattern = case["id"]
+            key = (pattern, case["status"], diagnosis.get("variant"))
+            groups.setdefault(key, []).append(case)
+        for (pattern, _, _), cases in groups.items():
             first = cases[0]
             diagnosis = first.get("diagnosis") or {}
-            pattern = f"{first['optimizer']}-*" if group else first["id"]
             lines += ["", f"# {len(cases)} case(s): "
                       + ", ".join(c["id"] for c in cases[:8])
                       + (", …" if len(cases) > 8 else ""), "[[accepted]]",
