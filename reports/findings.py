@@ -28,7 +28,7 @@ from pathlib import Path
 START, END = "<!-- findings:start -->", "<!-- findings:end -->"
 SCHEMA = "optcheck.findings/1"
 #: Cases listed in one cell before the rest are counted.
-MAX_LISTED = 6
+MAX_LISTED = 3
 
 
 def extract(report: dict) -> list[dict]:
@@ -37,7 +37,7 @@ def extract(report: dict) -> list[dict]:
 
     records = []
     for a in report["adapters"]:
-        found = []
+        found, summaries = [], {}
         for c in a["cases"]:
             if c["status"] not in ("deviation", "error"):
                 continue
@@ -46,10 +46,12 @@ def extract(report: dict) -> list[dict]:
                     else c.get("message", ""))  # fmt: skip
             found.append({
                 "case": c["id"], "status": c["status"], "optimizer": c["optimizer"],
-                "feature": c["feature"], "dtype": c["dtype"], "deviation": what,
+                "feature": c["feature"], "dtype": c["dtype"], "deviation": _cell(what, 200),
                 "diagnosis": d.get("verdict") or ("error" if c["status"] == "error" else "—"),
-                "variant": d.get("variant"), "summary": d.get("summary", ""),
+                "variant": d.get("variant"),
             })  # fmt: skip
+            if d.get("variant"):
+                summaries[d["variant"]] = d.get("summary", "")
         records.append({
             "schema": SCHEMA, "adapter": a["name"], "version": a.get("version", ""),
             "available": a.get("available", True), "profile": report["profile"],
@@ -57,7 +59,7 @@ def extract(report: dict) -> list[dict]:
             "shrink": report.get("shrink", True),
             "dtypes": (report.get("selection") or {}).get("dtypes"),
             "seed": report["seed"], "summary": a["summary"],
-            "created": report.get("created", ""), "findings": found,
+            "created": report.get("created", ""), "findings": found, "summaries": summaries,
         })  # fmt: skip
     return records
 
@@ -73,29 +75,40 @@ def _cell(text: str, limit: int = 160) -> str:
 
 
 def table(records: list[dict]) -> str:
-    """The Markdown table (and the coverage line above it) for ``records``."""
+    """The Markdown table for ``records``: a line on the runs, one row per adapter,
+    profile and diagnosis, then what each diagnosed variant means."""
     records = sorted(records, key=lambda r: (r["adapter"], r["profile"]))
     runs = [r for r in records if r["available"]]
     lines = [
-        "| adapter | library version | profile | cases | deviation (first case) | diagnosis |",
+        "| adapter | library version | cases per profile | e.g. (optimizer-feature-dtype) | "
+        "first deviation | diagnosis |",
         "|---|---|---|---|---|---|",
     ]
+    legend: dict[str, str] = {}
+    adapters: dict[str, list[dict]] = {}
     for r in runs:
-        groups: dict[str, list[dict]] = {}
-        for f in r["findings"]:
-            groups.setdefault(f["diagnosis"], []).append(f)
+        legend.update(r.get("summaries") or {})
+        adapters.setdefault(r["adapter"], []).append(r)
+    for name, recs in adapters.items():
+        version = _cell(recs[0]["version"], 60)
+        groups: dict[str, dict[str, list[dict]]] = {}
+        for r in recs:
+            for f in r["findings"]:
+                groups.setdefault(f["diagnosis"], {}).setdefault(r["profile"], []).append(f)
         if not groups:
-            s = r["summary"]
-            lines.append(f"| {r['adapter']} | {_cell(r['version'])} | {r['profile']} | "
-                         f"all {s['pass']} supported cases conform | — | — |")  # fmt: skip
+            counts = ", ".join(f"{r['profile']} {r['summary']['pass']}" for r in recs)
+            lines.append(f"| {name} | {version} | {', '.join(r['profile'] for r in recs)} | "
+                         f"every supported case conforms ({counts}) | — | — |")  # fmt: skip
             continue
-        for verdict, found in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-            first = found[0]
-            diagnosis = verdict + (f": {first['summary']}" if first["summary"] else "")
+        order = sorted(groups.items(), key=lambda kv: (-sum(map(len, kv[1].values())), kv[0]))
+        for verdict, by_profile in order:
+            found = [f for fs in by_profile.values() for f in fs]
+            ids = list(dict.fromkeys(f["case"] for f in found))
+            shown = ", ".join(ids[:MAX_LISTED]) + (", …" if len(ids) > MAX_LISTED else "")
+            counts = ", ".join(f"{p} {len(fs)}" for p, fs in sorted(by_profile.items()))
             lines.append(
-                f"| {r['adapter']} | {_cell(r['version'])} | {r['profile']} | "
-                f"{len(found)}: {_cell(_cases([f['case'] for f in found]), 400)} | "
-                f"{_cell(first['deviation'])} | {_cell(diagnosis, 240)} |"
+                f"| {name} | {version} | {counts} | {_cell(shown, 200)} | "
+                f"{_cell(found[0]['deviation'], 110)} | {_cell(verdict, 120)} |"
             )
     described: dict[str, list[str]] = {}
     for r in runs:
@@ -108,10 +121,16 @@ def table(records: list[dict]) -> str:
         if r["adapter"] not in names:
             names.append(r["adapter"])
     runs_text = "; ".join(f"{', '.join(n)}: {t}" for t, n in described.items()) or "none"
-    header = (f"Generated by `nox -s findings` from {len(runs)} runs ({runs_text}). Cases are "
-              "optimizer-feature-dtype ids of `optcheck verify`; one row per adapter, profile "
-              "and diagnosis.")  # fmt: skip
-    return "\n".join([header, "", *lines]) + "\n"
+    header = (f"Generated by `nox -s findings` from {len(runs)} runs ({runs_text}). One row "
+              "per adapter and diagnosis; every case is in `reports/data/findings/` "
+              "and, with its repro script, in the run's `conformance.md`.")  # fmt: skip
+    out = [header, "", *lines]
+    if legend:
+        out += ["", "Variants named above (`conformance/diagnosis.py`):", ""]
+        parts = {p for v in legend for p in v.split(" + ")}
+        summaries = {k: v for k, v in legend.items() if " + " not in k}
+        out += [f"- `{p}`: {_cell(summaries.get(p, ''), 300)}" for p in sorted(parts)]
+    return "\n".join(out) + "\n"
 
 
 def splice(readme: str, block: str) -> str:
