@@ -37,7 +37,7 @@ def findings(session):
     adapter names (default: every bundled adapter) and, after ``--``, verify options
     (default: the gate's, baselines/options.toml; ``nox -s findings -- torch optax --
     --level ci``)."""
-    session.install(".[tf,keras,jax,torch]")
+    session.install(".[test,tf,keras,jax,torch]")  # test: the pinned hypothesis
     names, _, options = " ".join(session.posargs).partition(" -- ")
     import tomllib
 
