@@ -27,6 +27,7 @@ caller's (:mod:`optcheck.conformance.worker`).
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import importlib
 import time
@@ -362,6 +363,10 @@ def _run_drawn(case, ctx, adapter, strategy, check, describe_failure, tolerance,
 
     caps = adapter.capabilities()
     level = settings.LEVELS[ctx.level]
+    if ctx.max_examples:
+        # Exactly the examples asked for: a time budget would make the run depend on the
+        # machine's load (gates compare runs across machines).
+        level = dataclasses.replace(level, budget=None)
     hyp = settings.hypothesis_settings(ctx.level, ctx.max_examples, ctx.shrink)
     run = _DrawnRun(check, caps, level)
 

@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--timeout", type=float, default=None,
                    help="seconds per case before its worker is killed (default: by level)")
     v.add_argument("--max-examples", type=int, default=None,
-                   help="hypothesis examples per case (default: by level)")
+                   help="exactly this many hypothesis examples per case, without the "
+                   "level's time budget (default: by level)")
     v.add_argument("--in-process", action="store_true",
                    help="run adapters in this process: faster start, no timeout or crash "
                    "isolation")
