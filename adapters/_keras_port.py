@@ -193,3 +193,24 @@ def learning_rate(config: dict, xp=np):
     if isinstance(lr, dict):
         return schedule(lr, xp)
     return f32(lr)
+
+
+#: tf-keras slot name -> the optimizer attribute (tf-keras and Keras 3 alike) holding one
+#: slot variable per built model variable, in build order; the adapters read and load
+#: slots through these instead of parsing variable names. (tf-keras's Lion calls its list
+#: ``momentums``; Adafactor's r and c of rank < 2 variables are placeholders.)
+SLOT_ATTRIBUTES: dict[str, dict[str, str]] = {
+    "SGD": {"m": "momentums"},
+    "Adam": {"m": "_momentums", "v": "_velocities", "vhat": "_velocity_hats"},
+    "AdamW": {"m": "_momentums", "v": "_velocities", "vhat": "_velocity_hats"},
+    "Adagrad": {"accumulator": "_accumulators"},
+    "Adadelta": {"accumulated_grad": "_accumulated_grads",
+                 "accumulated_delta_var": "_accumulated_delta_vars"},
+    "Adamax": {"m": "_m", "u": "_u"},
+    "Ftrl": {"accumulator": "_accumulators", "linear": "_linears"},
+    "Nadam": {"m": "_momentums", "v": "_velocities"},
+    "RMSprop": {"velocity": "_velocities", "momentum": "_momentums",
+                "average_gradient": "_average_gradients"},
+    "Adafactor": {"r": "_r", "c": "_c", "v": "_v"},
+    "Lion": {"m": "_momentums"},
+}  # fmt: skip

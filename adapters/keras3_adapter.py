@@ -37,6 +37,7 @@ from importlib import metadata
 
 import numpy as np
 
+from . import _keras_port as kp
 from .base import Adapter, Capabilities, Observation, Session
 
 #: Backend -> the library it needs (numpy needs nothing beyond NumPy).
@@ -47,21 +48,7 @@ OPTIMIZERS = ("SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "Ftrl", "
 #: tf-keras slot name -> the Keras 3 optimizer attribute holding one variable per model
 #: variable (in build order). Keras 3 names these variables ``<var>_momentum``,
 #: ``<var>_velocity``, … (semantics notes §1.10); the attributes avoid parsing names.
-SLOTS: dict[str, dict[str, str]] = {
-    "SGD": {"m": "momentums"},
-    "Adam": {"m": "_momentums", "v": "_velocities", "vhat": "_velocity_hats"},
-    "AdamW": {"m": "_momentums", "v": "_velocities", "vhat": "_velocity_hats"},
-    "Adagrad": {"accumulator": "_accumulators"},
-    "Adadelta": {"accumulated_grad": "_accumulated_grads",
-                 "accumulated_delta_var": "_accumulated_delta_vars"},
-    "Adamax": {"m": "_m", "u": "_u"},
-    "Ftrl": {"accumulator": "_accumulators", "linear": "_linears"},
-    "Nadam": {"m": "_momentums", "v": "_velocities"},
-    "RMSprop": {"velocity": "_velocities", "momentum": "_momentums",
-                "average_gradient": "_average_gradients"},
-    "Adafactor": {"r": "_r", "c": "_c", "v": "_v"},
-    "Lion": {"m": "_momentums"},
-}  # fmt: skip
+SLOTS = kp.SLOT_ATTRIBUTES
 #: Slots of the base class: EMA averages, gradient accumulators.
 BASE_SLOTS = {"average": "_model_variables_moving_average",
               "gradient_accumulator": "_accumulated_gradients"}  # fmt: skip

@@ -30,7 +30,7 @@ NAME = "tf"
 HOST_DEVICES = 4
 
 
-def _ensure_host_devices():
+def ensure_host_devices():
     """Split the host CPU into :data:`HOST_DEVICES` logical devices; only possible
     before TensorFlow initialises its runtime (afterwards: left as it is)."""
     try:
@@ -291,5 +291,5 @@ class TfAdapter(Adapter):
 
 
 def factory() -> TfAdapter:
-    _ensure_host_devices()
+    ensure_host_devices()
     return TfAdapter()
