@@ -46,7 +46,7 @@ import numpy as np
 
 from . import _keras_port as kp
 from .base import DTYPES, FEATURES, PROFILES, Adapter, Capabilities, Observation, Session
-from .tf_xla import ensure_host_devices
+from .tf_xla import ensure_host_devices, tf_gradient
 
 #: Adapter name -> (jit_compile: None = as the config says, graph mode).
 VARIANTS = {
@@ -163,20 +163,8 @@ class TfKerasSession(Session):
 
     # -- conversions ---------------------------------------------------------------------
     def _convert(self, g):
-        from optcheck.reference.sparse import IndexedSlices, PerReplica
-
-        tf = self._tf
-        if g is None:
-            return None
-        if isinstance(g, PerReplica):
-            return [self._convert(r) for r in g.values]
-        if isinstance(g, IndexedSlices):
-            return tf.IndexedSlices(
-                tf.constant(np.asarray(g.values)),
-                tf.constant(np.asarray(g.indices, dtype=np.int64)),
-                tf.constant(np.asarray(g.dense_shape, dtype=np.int64)),
-            )
-        return tf.constant(np.asarray(g))
+        """One replica's gradient (PerReplica values are split by ``step``)."""
+        return tf_gradient(self._tf, g)
 
     def _read(self, variable) -> np.ndarray:
         """The value of ``variable``; under the strategy, the same bits on every device."""

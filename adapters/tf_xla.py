@@ -30,6 +30,22 @@ NAME = "tf"
 HOST_DEVICES = 4
 
 
+def tf_gradient(tf, g):
+    """One gradient as TensorFlow takes it: None, ``tf.IndexedSlices`` for the
+    reference's IndexedSlices (int64 indices), a constant tensor otherwise."""
+    from optcheck.reference.sparse import IndexedSlices
+
+    if g is None:
+        return None
+    if isinstance(g, IndexedSlices):
+        return tf.IndexedSlices(
+            tf.constant(np.asarray(g.values)),
+            tf.constant(np.asarray(g.indices, dtype=np.int64)),
+            tf.constant(np.asarray(g.dense_shape, dtype=np.int64)),
+        )
+    return tf.constant(np.asarray(g))
+
+
 def ensure_host_devices():
     """Split the host CPU into :data:`HOST_DEVICES` logical devices; only possible
     before TensorFlow initialises its runtime (afterwards: left as it is)."""
@@ -121,20 +137,11 @@ class TfSession(Session):
             )
 
     def _convert(self, g):
-        from optcheck.reference.sparse import IndexedSlices, PerReplica
+        from optcheck.reference.sparse import PerReplica
 
-        tf = self._tf
-        if g is None:
-            return None
         if isinstance(g, PerReplica):
             return tuple(self._convert(r) for r in g.values)
-        if isinstance(g, IndexedSlices):
-            return tf.IndexedSlices(
-                tf.constant(np.asarray(g.values)),
-                tf.constant(np.asarray(g.indices, dtype=np.int64)),
-                tf.constant(np.asarray(g.dense_shape, dtype=np.int64)),
-            )
-        return tf.constant(np.asarray(g))
+        return tf_gradient(self._tf, g)
 
     def _values(self, arrays) -> list[np.ndarray]:
         if self._stack is None:

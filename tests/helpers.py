@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from optcheck.conformance.scenario import Scenario
 from optcheck.reference import Variable
 
 
@@ -82,3 +83,18 @@ def config_round_trip_equal(optimizer_cls, kwargs, profile="keras2", steps=3, se
         a.apply_gradients([(g, va)])
         b.apply_gradients([(g, vb)])
     return va.numpy(), vb.numpy()
+
+
+def arrays(seed, *shapes, dtype="float32"):
+    """Standard-normal arrays of ``shapes``, reproducible from ``seed``."""
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=s).astype(dtype) for s in shapes]
+
+
+def three_variable_scenario(optimizer, config, dtype="float32", profile="keras2", steps=3,
+                            **options):  # fmt: skip
+    """A scenario on variables of shapes (3, 2), (4,) and () with drawn gradients."""
+    shapes = [(3, 2), (4,), ()]
+    grads = [arrays(10 + i, *shapes, dtype=dtype) for i in range(steps)]
+    return Scenario(optimizer, config, profile, dtype, arrays(1, *shapes, dtype=dtype), grads,
+                    **options)  # fmt: skip

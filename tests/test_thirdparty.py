@@ -7,28 +7,16 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
 import pytest
 
 from optcheck.adapters.registry import describe, load_adapter
 from optcheck.conformance import engine, suite
 from optcheck.conformance.scenario import Scenario
 from optcheck.conformance.tolerance import Policy
+from tests.helpers import arrays as _arrays
+from tests.helpers import three_variable_scenario as _scenario
 
 TORCH = ("torch", "torch-foreach", "torch-fused")
-
-
-def _arrays(seed, *shapes, dtype="float32"):
-    rng = np.random.default_rng(seed)
-    return [rng.normal(size=s).astype(dtype) for s in shapes]
-
-
-def _scenario(optimizer, config, dtype="float32", profile="keras2", steps=3, **options):
-    shapes = [(3, 2), (4,), ()]
-    steps = [_arrays(10 + i, *shapes, dtype=dtype) for i in range(steps)]
-    return Scenario(
-        optimizer, config, profile, dtype, _arrays(1, *shapes, dtype=dtype), steps, **options
-    )
 
 
 @pytest.fixture(scope="module")
