@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s verify``."""
+"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s verify``, ``nox -s report``."""
 
 import nox
 
@@ -23,10 +23,33 @@ def lint(session):
 
 @nox.session
 def verify(session):
-    """The main job: ``optcheck verify`` on the bundled adapters, reports in reports/out."""
-    session.install(".")
+    """The main job: ``optcheck verify`` on the bundled adapters, the ``report`` benchmark
+    grid, and the report (reports/out/report/report.html and report.md)."""
+    session.install(".[report,bench]")
     for profile in ("keras2", "keras3"):
-        session.run("optcheck", "verify", "--profile", profile, "--out", f"reports/out/{profile}")
+        session.run("optcheck", "verify", "--profile", profile, "--out", f"reports/out/{profile}",
+                    success_codes=[0, 1])  # fmt: skip
+    session.run("python", "-m", "pytest", "benchmarks", "-q", "--bench-grid", "report",
+                "--benchmark-only", "--benchmark-json", "reports/out/bench.json")  # fmt: skip
+    _report(session)
+
+
+@nox.session
+def report(session):
+    """The report from the files the main job left in reports/out (arguments after ``--``
+    replace them: ``nox -s report -- --conformance a.json --bench b.json --before
+    old.json --out DIR``)."""
+    session.install(".[report]")
+    _report(session)
+
+
+def _report(session):
+    args = session.posargs or [
+        "--conformance", "reports/out/keras2/conformance.json",
+        "reports/out/keras3/conformance.json", "--bench", "reports/out/bench.json",
+        "--out", "reports/out/report",
+    ]  # fmt: skip
+    session.run("optcheck", "report", *args)
 
 
 @nox.session

@@ -34,7 +34,7 @@ _RECORDS = pytest.StashKey[list]()
 def pytest_addoption(parser):
     group = parser.getgroup("optcheck-bench", "optcheck benchmarks (benchmarks/README.md)")
     group.addoption(
-        "--bench-grid", choices=("smoke", "default", "full"), default="default",
+        "--bench-grid", choices=("smoke", "default", "report", "full"), default="default",
         help="which grid of cases to collect (default: default)",
     )  # fmt: skip
     group.addoption(

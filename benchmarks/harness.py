@@ -204,7 +204,10 @@ def grid(name: str = "default") -> list[Case]:
     the 10 other optimizers for numpy/jax/tf in one tensor at every N, in 100 tensors at
     1e6, with the features at 1e5; the 3e7 cases (marker ``large``) and a GPU subset
     (marker ``gpu``). ``full``: the whole product, variants included, on cpu and gpu;
-    the golden reference up to 1e7.
+    the golden reference up to 1e7. ``report``: what the README's main command measures
+    for its report, in minutes — every optimizer plain in one tensor at 1e3–1e6 (Adam
+    to 1e7), Adam in 10, 100 and 1000 tensors at 1e5 and with each feature at 1e5, on
+    the CPU and the GPU subset of the same.
     """
     ours_and_golden = (GOLDEN, *OURS)
     others = [o for o in OPTIMIZERS if o != "Adam"]
@@ -228,12 +231,24 @@ def grid(name: str = "default") -> list[Case]:
         cases += _cases(IMPLEMENTATIONS, ("Adam",), ("plain",), (*SIZES, LARGE), (1, 1000), gpu)
         cases += _cases(OURS, others, ("plain",), (10**7,), (1,), gpu)
         return cases
+    if name == "report":
+        sizes = (10**3, 10**4, 10**5, 10**6)
+        cases = []
+        for device in ("cpu", "gpu"):
+            cases += _cases(IMPLEMENTATIONS, ("Adam",), ("plain",), (*sizes, 10**7), (1,),
+                            (device,), golden_max=GOLDEN_MAX_N)  # fmt: skip
+            cases += _cases(ours_and_golden, others, ("plain",), sizes, (1,), (device,))
+            cases += _cases(IMPLEMENTATIONS, ("Adam",), ("plain",), (10**5,), (10, 100, 1000),
+                            (device,))  # fmt: skip
+            cases += _cases(IMPLEMENTATIONS, ("Adam",), ("ema", "clipnorm"), (10**5,), (1,),
+                            (device,))  # fmt: skip
+        return cases
     if name == "full":
         optimizers = (*OPTIMIZERS, *VARIANTS)
         sizes = (*SIZES, LARGE)
         return _cases(IMPLEMENTATIONS, optimizers, features, sizes, LAYOUTS, ("cpu", "gpu"),
                       golden_max=10**7)  # fmt: skip
-    raise ValueError(f"Unknown grid {name!r}: expected smoke, default or full.")
+    raise ValueError(f"Unknown grid {name!r}: expected smoke, default, report or full.")
 
 
 # --- devices and versions ---------------------------------------------------------------

@@ -20,13 +20,12 @@ records are "no data", not failures). Targets (issue 4; 2-core CPU, Adam float32
 Step times are the ``min`` of the pytest-benchmark rounds by default (``--stat``): on
 a shared machine the fastest round is the one least disturbed.
 
-Needs only the standard library: it reads what the records carry.
+Needs only the standard library and optcheck: it reads what the records carry.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 
@@ -57,12 +56,10 @@ class Row:
 
 def load(path) -> list[dict]:
     """The ``benchmarks`` entries of a pytest-benchmark JSON file, or the lines of a
-    ``--bench-records`` JSON-lines file."""
-    with open(path) as f:
-        text = f.read()
-    if str(path).endswith(".jsonl"):
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    return json.loads(text).get("benchmarks", [])
+    ``--bench-records`` JSON-lines file (the report reads them the same way)."""
+    from optcheck.reports.bench import load_entries
+
+    return load_entries(path)
 
 
 def step_time(entry: dict, stat: str = "min") -> float | None:

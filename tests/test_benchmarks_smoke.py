@@ -126,7 +126,7 @@ def test_near_square_shapes():
 
 
 def test_grids():
-    for name in ("smoke", "default", "full"):
+    for name in ("smoke", "default", "report", "full"):
         cases = harness.grid(name)
         assert len({c.id for c in cases}) == len(cases), name
         assert all(c.tensors <= c.n for c in cases)
@@ -143,6 +143,16 @@ def test_grids():
         for n, t in [(10**3, 1), (10**7, 1), (10**7, 1000)]:
             assert (impl, "Adam", "plain", n, t, "cpu") in have
     assert len(harness.grid("full")) > 3 * len(default)
+    # What the report draws: every optimizer against N, Adam's layouts and features.
+    report = {(c.implementation, c.optimizer, c.feature, c.n, c.tensors)
+              for c in harness.grid("report") if c.device == "cpu"}  # fmt: skip
+    for opt in harness.OPTIMIZERS:
+        assert {n for i, o, f, n, t in report if (i, o, f, t) == ("numpy", opt, "plain", 1)} == {
+            10**3, 10**4, 10**5, 10**6}, opt
+    for t in (1, 10, 100, 1000):
+        assert ("torch-fused", "Adam", "plain", 10**5, t) in report
+    assert {f for i, o, f, n, t in report if (i, o) == ("jax", "Adam")} == {"plain", "ema",
+                                                                           "clipnorm"}
 
 
 def test_case_ids_select_with_k_words():

@@ -95,6 +95,20 @@ def _parser() -> argparse.ArgumentParser:
                    help="one entry per case instead of one per optimizer and diagnosis")
     b.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
     sub.add_parser("adapters", help="list the known adapters with availability and versions")
+    from optcheck.conformance import vectors
+    from optcheck.reports import page
+
+    page.configure_parser(sub.add_parser(
+        "report", help="write the conformance and performance report (HTML + Markdown)",
+        description="Write DIR/report.html (self-contained) and DIR/report.md from "
+        "conformance.json files of optcheck verify and pytest-benchmark JSON files of "
+        "benchmarks/.",
+    ))  # fmt: skip
+    vectors.configure_parser(sub.add_parser(
+        "vectors", help="export golden test vectors, or check an adapter against them",
+        description="Golden test vectors (JSON + NPZ, checksummed) for implementations in "
+        "any language: export them, or check an adapter against a vectors folder.",
+    ))  # fmt: skip
     return parser
 
 
@@ -142,6 +156,8 @@ def main(argv=None) -> int:
         return _adapters_command()
     if args.command == "baseline":
         return _baseline_command(args, parser)
+    if args.command in ("report", "vectors"):
+        return args.handler(args, parser)
     return _verify_command(args, parser)
 
 
