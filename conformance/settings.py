@@ -14,6 +14,15 @@ Both: no example database (a conformance run must not depend on files left by
 another), no deadline (an adapter's first step may compile), quiet output (the
 suite reports through its own results), a single failure per case.
 
+The drawn examples depend only on the strategies, the seed and the hypothesis version:
+:func:`isolated_generation`, around every drawn case, keeps hypothesis from mixing in
+the "local constants" it collects (hypothesis ≥ 6.131, ``HypothesisProvider``) from the
+literals of every imported module outside site-packages and the standard library. With
+them, an editable install (optcheck's own literals are local: ``0.9963`` of
+``goldens.py`` became an Adam ``beta_2``), a copy on ``PYTHONPATH``, a user's adapter
+module or project, and even which modules a worker happened to import before a case
+changed the examples of a derandomized run; a wheel install in site-packages has none.
+
 The seed. Every case runs under an explicit seed derived from the run seed and the
 case id (:func:`case_seed`), so ``optcheck verify --seed N`` reproduces a run, and
 one case can be rerun alone (``--optimizer``, ``--feature``, ``--dtype``) with the
@@ -25,7 +34,9 @@ The profiles are also registered with hypothesis under ``optcheck-ci`` and
 
 from __future__ import annotations
 
+import contextlib
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
@@ -73,6 +84,46 @@ def hypothesis_settings(level: str, max_examples: int | None = None, shrink: boo
         # Without shrinking (gating runs) the first failing example is reported.
         phases=[Phase.explicit, Phase.generate] + ([Phase.shrink] if shrink else []),
     )
+
+
+def _constant_hooks():
+    """(providers module, empty Constants) of a hypothesis that draws local constants,
+    else None (older versions draw none: nothing to isolate)."""
+    try:
+        from hypothesis.internal.conjecture import providers
+        from hypothesis.internal.constants_ast import Constants
+    except ImportError:
+        return None
+    cache = getattr(getattr(providers, "CONSTANTS_CACHE", None), "cache", None)
+    if not callable(getattr(providers, "_get_local_constants", None)) or cache is None:
+        return None
+    return providers, Constants()
+
+
+@contextlib.contextmanager
+def isolated_generation() -> Iterator[bool]:
+    """Hypothesis draws, within the block, as if no module were local (module doc).
+
+    Hypothesis picks a "constant" instead of a random value for some draws, from its own
+    fixed pool and from a pool of the literals of the local modules imported so far; this
+    empties the second pool (and the cache of what each draw may take from both, which
+    would hold the local literals of earlier draws in this process), and restores both
+    afterwards, so that a pytest run's own tests keep theirs. Yields whether hypothesis
+    had local constants to hide (False for a version without them).
+    """
+    hooks = _constant_hooks()
+    if hooks is None:
+        yield False
+        return
+    providers, empty = hooks
+    original = providers._get_local_constants
+    providers._get_local_constants = lambda: empty
+    providers.CONSTANTS_CACHE.cache.clear()
+    try:
+        yield True
+    finally:
+        providers._get_local_constants = original
+        providers.CONSTANTS_CACHE.cache.clear()
 
 
 def case_seed(run_seed: int, case_id: str) -> int:

@@ -378,7 +378,9 @@ def _run_drawn(case, ctx, adapter, strategy, check, describe_failure, tolerance,
     )
     result = {**base_result(case, ctx), "tolerance": tolerance}
     try:
-        runner()
+        # The examples must not depend on what else is installed or imported here.
+        with settings.isolated_generation():
+            runner()
     except Unsatisfiable:  # only scenarios the adapter cannot run (or that do not apply)
         result.update(_unsupported_reason(run) if run.examples == 0 else {"status": "pass"})
     except _Deviation:
