@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -175,6 +176,14 @@ VARIANTS: list[Variant] = [
         "Nadam momentum schedule 0.96^(0.004·t); Keras's new optimizers use 0.96^t",
         "legacy Keras Nadam (schedule_decay=0.004), torch.optim.NAdam(momentum_decay=4e-3)",
         {"nadam_schedule_rate": 0.004},
+        _optimizer("Nadam"),
+    ),
+    Variant(
+        "nadam_schedule_rate=inf",
+        "Nadam without a momentum schedule: u_t = β1 at every step, so Π = β1ᵗ; Keras's "
+        "new optimizers use u_t = β1·(1 − 0.5·0.96ᵗ)",
+        "optax.nadam (scale_by_adam(nesterov=True), optax/_src/transform.py)",
+        {"nadam_schedule_rate": math.inf},
         _optimizer("Nadam"),
     ),
     Variant(

@@ -147,7 +147,8 @@ class Profile:
     #: g/(√acc + ε) (torch, optax, Keras 2.9 RMSprop).
     epsilon_in_sqrt: bool = True
     #: Nadam's momentum schedule u_t = β1·(1 − 0.5·0.96^(k·t)): k = 1 in Keras's
-    #: new optimizers, 0.004 in legacy Keras and torch (``momentum_decay=4e-3``).
+    #: new optimizers, 0.004 in legacy Keras and torch (``momentum_decay=4e-3``), ∞ for
+    #: no schedule, u_t = β1 (optax ``nadam``: 0.96^∞ = 0).
     nadam_schedule_rate: float = 1.0
     #: ``"decoupled"`` (Keras: v ← v − v·wd·lr before the update) or ``"l2"``
     #: (wd·v added to the gradient, torch ``Adam(weight_decay=)``).

@@ -48,6 +48,7 @@ CASES = {
                                        [[1.0, 1.0], [0.1, 0.1], [0.5, 0.01]]),
     "epsilon_in_sqrt=False": _scenario("Adagrad", {"epsilon": 0.1}, GRADS),
     "nadam_schedule_rate=0.004": _scenario("Nadam", {"epsilon": 1e-7}, GRADS),
+    "nadam_schedule_rate=inf": _scenario("Nadam", {"epsilon": 1e-7}, GRADS),
     "sgd_momentum=gradient": _scenario("SGD", {"learning_rate": EXP, "momentum": 0.9}, GRADS),
     "adamax_epsilon=inside_max": _scenario("Adamax", {"epsilon": 0.1}, GRADS),
     "weight_decay_coupling=l2": _scenario("Adam", {"weight_decay": 0.5, "epsilon": 1e-7}, GRADS),
