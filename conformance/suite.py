@@ -519,24 +519,31 @@ def _safe_diagnosis(diagnose, scenario) -> dict:
 
 
 # -- golden tables -----------------------------------------------------------------------
-def session_runner(adapter) -> goldens.Runner:
-    """A golden-table runner (:data:`goldens.Runner`) built on the adapter's sessions."""
+def golden_scenario(spec, initial_values, steps, profile, options=None) -> Scenario:
+    """The scenario a golden-table procedure runs (one optimizer, fixed inputs)."""
     from optcheck.reference import dtypes
 
+    options = options or {}
+    values = [np.asarray(v) for v in initial_values]
+    return Scenario(
+        optimizer=spec["class_name"],
+        config=dict(spec.get("config", {})),
+        profile=profile,
+        dtype=dtypes.dtype_name(values[0].dtype),
+        initial_values=values,
+        steps=[list(step) for step in steps],
+        feature="golden",
+        names=list(options.get("names") or []),
+        exclude_names=list(options.get("exclude_names") or []),
+        exclude_indices=list(options.get("exclude_indices") or []),
+    )
+
+
+def session_runner(adapter) -> goldens.Runner:
+    """A golden-table runner (:data:`goldens.Runner`) built on the adapter's sessions."""
+
     def runner(spec, initial_values, steps, profile, options):
-        values = [np.asarray(v) for v in initial_values]
-        scenario = Scenario(
-            optimizer=spec["class_name"],
-            config=dict(spec.get("config", {})),
-            profile=profile,
-            dtype=dtypes.dtype_name(values[0].dtype),
-            initial_values=values,
-            steps=[list(step) for step in steps],
-            feature="golden",
-            names=list(options.get("names") or []),
-            exclude_names=list(options.get("exclude_names") or []),
-            exclude_indices=list(options.get("exclude_indices") or []),
-        )
+        scenario = golden_scenario(spec, initial_values, steps, profile, options)
         session = adapter.open(scenario)
         try:
             return [list(session.step(step).variables) for step in scenario.steps]
@@ -582,6 +589,13 @@ def _run_golden(case: Case, ctx: Context, adapter) -> dict:
         scenario=f"{gc.id}: {gc.spec} procedure={gc.procedure} ({gc.source})",
         repro=golden_repro_script(case, ctx),
     )
+    policy = effective_policy(ctx, adapter)
+    diagnose = _diagnoser(ctx, adapter, policy)
+    if diagnose is not None and gc.procedure != "weight_decay":
+        # The table's own inputs as a scenario: which semantics the adapter follows there.
+        values, steps = goldens.golden_inputs(gc)
+        scenario = golden_scenario(gc.spec, values, steps, case.profile)
+        result["diagnosis"] = _safe_diagnosis(diagnose, scenario)
     return result
 
 

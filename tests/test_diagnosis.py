@@ -108,6 +108,27 @@ def test_two_variants_at_once_are_diagnosed_as_the_pair():
     assert found["variant"] == "epsilon_in_sqrt=False + schedule_in_float64", found
 
 
+def nadam_without_schedule():
+    """A golden whose Nadam has no momentum schedule (optax.nadam)."""
+    return ReferenceAdapter(variant=VARIANTS["nadam_schedule_rate=inf"], name="nadam-inf")
+
+
+def test_golden_table_deviations_are_diagnosed(tmp_path):
+    """A Keras golden table the candidate misses is re-run as a scenario from the table's
+    own inputs against each variant: the diagnosis names the candidate's semantics."""
+    status = main(["verify", "--adapter", "tests.test_diagnosis:nadam_without_schedule",
+                   "--optimizer", "Nadam", "--feature", "golden:*", "--in-process",
+                   "--out", str(tmp_path)])  # fmt: skip
+    assert status == 1
+    cases = json.loads((tmp_path / "conformance.json").read_text())["adapters"][0]["cases"]
+    by_id = {c["id"]: c for c in cases}
+    for case_id in ("golden:Nadam-correctness", "golden:Nadam-single-step"):
+        case = by_id[case_id]
+        assert case["status"] == "deviation", case
+        assert case["diagnosis"]["verdict"] == "matches variant nadam_schedule_rate=inf", case
+    assert by_id["golden:Nadam-weight-decay"]["status"] == "pass"  # zero gradients
+
+
 def test_an_unknown_slip_is_unexplained():
     """A candidate whose Adam uses β1 = 0.8 whatever the config: no variant explains it."""
     slip = diagnosis.Variant("slip", "β1 forced", "test", config=lambda c: {**c, "beta_1": 0.8})
