@@ -193,7 +193,8 @@ def _conformance(doc: Document, entries: list[dict]) -> None:
             str(s.get("error", 0)), str(s.get("unsupported", 0)),
             Cell(_pct(conforming_share(s)), _share_class(s)),
             f"{e.get('level')} · seed {e.get('seed')} · {e.get('mode')}"
-            + (f" · {e['max_examples']} examples" if e.get("max_examples") else ""),
+            + (f" · {e['max_examples']} example{'s' if e['max_examples'] != 1 else ''}"
+               if e.get("max_examples") else ""),
         ])  # fmt: skip
     doc.add(Table(["profile", "adapter", "version", "cases", "pass", "deviation", "error",
                    "unsupported", "conforming", "run"], rows, anchor="conformance-summary"))
@@ -303,7 +304,9 @@ def _matrix_cell(e: dict, cases: list[dict]) -> Cell:
     ok = sum(c["status"] == "pass" for c in supported)
     mark = {"pass": "✓", "deviation": "✗", "error": "!", "unsupported": "–"}[worst]
     text = mark if worst in ("pass", "unsupported") else f"{mark} {ok}/{len(supported)}"
-    title = "; ".join(f"{c['dtype']}: {c['status']}" for c in cases)
+    title = "; ".join(f"{c['dtype']}: {c['status']}" + (
+        f" ({c['diagnosis']['verdict']})" if isinstance(c.get("diagnosis"), dict) else "")
+        for c in cases)  # fmt: skip
     first = next((c for c in cases if c["status"] in ("error", "deviation")), None)
     return Cell(text, worst, f"#{_case_anchor(e, first)}" if first else "", title)
 
