@@ -193,7 +193,9 @@ def _run_property(case: Case, ctx: Context, adapter, outcome: Outcome) -> _Kill 
     test.__name__ = f"kill_{case.id}".replace("-", "_").replace(":", "_")
     runner = hypothesis_seed(settings.case_seed(ctx.seed, case.id))(hyp(given(strategy)(test)))
     try:
-        runner()
+        # The suite's examples (suite._run_drawn): no local constants.
+        with settings.isolated_generation():
+            runner()
     except _Kill as kill:
         return kill
     except Exception:  # the strategy or hypothesis failed: the suite's error, not a kill
