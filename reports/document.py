@@ -91,7 +91,7 @@ td.improvement{background:#c8e6c9}td.best{font-weight:700}
 figcaption{font-size:.85rem;color:#444}details{margin:.3rem 0}
 summary{cursor:pointer}pre{background:#f7f7f7;padding:.6rem;overflow-x:auto;font-size:.75rem;
 max-height:28rem}code{background:#f3f3f3;padding:0 .2rem}
-caption{caption-side:top;text-align:left;font-size:.85rem;color:#444;padding:.2rem 0}
+p.caption{font-size:.85rem;color:#444;margin:.8rem 0 .2rem}
 """
 
 
@@ -139,8 +139,8 @@ def _block_html(block) -> str:
                     inner = f'<a href="{html.escape(c.href, quote=True)}">{inner}</a>'
                 cells.append(f"<td{_attr('class', c.cls)}{_attr('title', c.title)}>{inner}</td>")
             body.append("<tr>" + "".join(cells) + "</tr>")
-        caption = f"<caption>{_inline_html(block.caption)}</caption>" if block.caption else ""
-        return (f'<div class="scroll"><table{_attr("id", block.anchor)}>{caption}<thead><tr>'
+        caption = f'<p class="caption">{_inline_html(block.caption)}</p>' if block.caption else ""
+        return (f'{caption}<div class="scroll"><table{_attr("id", block.anchor)}><thead><tr>'
                 f"{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")  # fmt: skip
     raise TypeError(f"unknown block {type(block).__name__}")
 
