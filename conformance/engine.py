@@ -58,7 +58,9 @@ def _oracle_numerics(dtype: str) -> str:
     return "extended" if dtype == "float64" else "oracle"
 
 
-def _first_bad(name, step, candidate, golden, tolerance, perturbed=None) -> Divergence | None:
+def first_bad(name, step, candidate, golden, tolerance, perturbed=None) -> Divergence | None:
+    """The first element of ``candidate`` out of ``tolerance`` around ``golden`` (the NaN
+    and infinity rules of :func:`~optcheck.conformance.tolerance.violations`), or None."""
     bad = tol.violations(candidate, golden, tolerance, perturbed)
     if not bad.any():
         return None
@@ -85,20 +87,30 @@ def compare(
     policy: tol.Policy,
     perturbed: Observation | None = None,
     carry: dict | None = None,
+    record=None,
 ) -> Divergence | None:
     """The first quantity of ``candidate`` out of tolerance, or None.
 
     ``carry`` (free mode): per quantity, the local budget of the earlier steps; this
     step's local budget is added to it.
+
+    ``record`` (optional): called as ``record(step, key, golden_value, limit,
+    perturbed_value)`` for each quantity as it is compared, with its per-element
+    tolerance; ``key`` is ``("iterations",)``, ``("learning_rate",)``,
+    ``("variable", i)`` or ``("slot", i, name)`` (``optcheck vectors export`` stores them).
     """
+    if record is not None:
+        record(step, ("iterations",), golden.iterations, 0.0, None)
     if candidate.iterations != golden.iterations:
         return Divergence(step, "iterations", [], float(golden.iterations),
                           float(candidate.iterations),
                           float(abs(candidate.iterations - golden.iterations)), 0.0)  # fmt: skip
     if golden.learning_rate is not None and candidate.learning_rate is not None:
         limit = tol.learning_rate_bound(golden.learning_rate)
-        found = _first_bad("learning_rate", step, np.asarray(candidate.learning_rate),
-                           np.asarray(golden.learning_rate), limit)  # fmt: skip
+        if record is not None:
+            record(step, ("learning_rate",), golden.learning_rate, limit, None)
+        found = first_bad("learning_rate", step, np.asarray(candidate.learning_rate),
+                          np.asarray(golden.learning_rate), limit)  # fmt: skip
         if found:
             return found
     reduced = tol.reduction_size(scenario)
@@ -106,7 +118,7 @@ def compare(
     for i, (g, c) in enumerate(zip(golden.variables, candidate.variables, strict=True)):
         prev = before.variables[i] if before else scenario.initial_values[i]
         refs = [o.variables[i] if o else None for o in (oracle, perturbed)]
-        quantities.append((f"variable {scenario.names[i]}", g, c, prev, refs))
+        quantities.append((f"variable {scenario.names[i]}", g, c, prev, refs, ("variable", i)))
     if golden.slots is not None and candidate.slots is not None:
         for i, (gs, cs) in enumerate(zip(golden.slots, candidate.slots, strict=True)):
             for slot in sorted(set(gs) & set(cs)):
@@ -114,8 +126,8 @@ def compare(
                 refs = [o.slots[i].get(slot) if o and o.slots else None
                         for o in (oracle, perturbed)]  # fmt: skip
                 quantities.append((f"slot {slot} of {scenario.names[i]}", gs[slot], cs[slot],
-                                   prev, refs))  # fmt: skip
-    for name, g, c, prev, (orc, pert) in quantities:
+                                   prev, refs, ("slot", i, slot)))  # fmt: skip
+    for name, g, c, prev, (orc, pert), key in quantities:
         measured = tol.measured_error(g, orc, pert)
         carried = 0.0
         if carry is not None:
@@ -123,7 +135,9 @@ def compare(
             carry[name] = carried + tol.local_budget(scenario.dtype, g, prev, reduced)
         limit = tol.bound(policy, scenario.dtype, np.asarray(g), prev, measured, step, reduced,
                           carried)  # fmt: skip
-        found = _first_bad(name, step, c, g, limit, pert)
+        if record is not None:
+            record(step, key, g, limit, pert)
+        found = first_bad(name, step, c, g, limit, pert)
         if found:
             return found
     return None
@@ -135,6 +149,7 @@ def check(
     policy: tol.Policy | None = None,
     golden: Adapter | None = None,
     variant=None,
+    record=None,
 ) -> Divergence | None:
     """Run ``scenario`` through the golden and ``candidate``; the first divergence.
 
@@ -142,7 +157,7 @@ def check(
     same in Monte Carlo arithmetic, which estimate the error this computation can
     legitimately carry (conformance/tolerance.py). ``variant`` (a
     :class:`~optcheck.conformance.diagnosis.Variant`) switches the golden, the oracle
-    and the Monte Carlo run to that variant's semantics.
+    and the Monte Carlo run to that variant's semantics. ``record``: see :func:`compare`.
     """
     policy = policy or tol.Policy()
     golden = golden or ReferenceAdapter(variant=variant)
@@ -177,7 +192,8 @@ def check(
             if measure:
                 o_obs = o_session.step(grads, skip_gradients_aggregation=skip)
                 p_obs = p_session.step(grads, skip_gradients_aggregation=skip)
-            found = compare(scenario, i, g_obs, c_obs, before, o_obs, policy, p_obs, carry)
+            found = compare(scenario, i, g_obs, c_obs, before, o_obs, policy, p_obs, carry,
+                            record)
             if found:
                 return found
             before = g_obs
@@ -190,7 +206,7 @@ def check(
             o_fin = o_session.finalize() if measure else None
             p_fin = p_session.finalize() if measure else None
             found = compare(scenario, step, g_session.finalize(), c_session.finalize(), before,
-                            o_fin, policy, p_fin, carry)  # fmt: skip
+                            o_fin, policy, p_fin, carry, record)  # fmt: skip
             if found:
                 found.quantity = f"finalize_variable_values: {found.quantity}"
                 return found
