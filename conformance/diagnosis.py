@@ -172,6 +172,15 @@ VARIANTS: list[Variant] = [
         _optimizer("Adagrad", "RMSprop"),
     ),
     Variant(
+        "beta_power_cast=direct",
+        "the bias corrections' βᵗ from the config's β rounded once to the variable dtype; "
+        "Keras reads β through tf.cast (float32 first) for βᵗ and uses the config's β in "
+        "1 − β (visible in float64, and in float32 when β is close to 1)",
+        "torch.optim.Adam/AdamW/Adamax, which take one β for both roles",
+        {"beta_power_cast": "direct"},
+        lambda s: s.optimizer in ("Adam", "AdamW", "Adamax") and s.dtype != "float32",
+    ),
+    Variant(
         "nadam_schedule_rate=0.004",
         "Nadam momentum schedule 0.96^(0.004·t); Keras's new optimizers use 0.96^t",
         "legacy Keras Nadam (schedule_decay=0.004), torch.optim.NAdam(momentum_decay=4e-3)",

@@ -897,6 +897,13 @@ class Optimizer:
         via = dtypes.FLOATX if self.profile.python_scalar_cast == "via_float32" else None
         return dtypes.cast_scalar(value, dtype, via)
 
+    def _power_base(self, beta, dtype) -> np.ndarray:
+        """The β of a bias correction's βᵗ: ``tf.cast`` (:meth:`_cast`), or under the
+        variant ``beta_power_cast="direct"`` the Python float rounded once."""
+        if self.profile.beta_power_cast == "direct":
+            return dtypes.cast_scalar(beta, dtype, None)
+        return self._cast(beta, dtype)
+
     def _local_step(self, variable) -> np.ndarray:
         """``cast(iterations + 1, variable.dtype)``: the 1-based step for bias corrections."""
         return dtypes.cast(self._update_count() + 1, variable.dtype)

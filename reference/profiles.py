@@ -143,6 +143,10 @@ class Profile:
     adam_epsilon: str = "hat"
     #: AMSGrad's running maximum of the raw v (Keras, torch) or of v̂ = v/(1−β2ᵗ).
     amsgrad_max: str = "raw"
+    #: The β of Adam's, AdamW's and Adamax's βᵗ: ``"profile"`` (Keras: ``tf.cast``, as
+    #: ``python_scalar_cast`` says) or ``"direct"``, the Python float rounded once to the
+    #: variable dtype — a library that takes one β for both βᵗ and 1 − β (torch).
+    beta_power_cast: str = "profile"
     #: Adagrad / RMSprop: ε inside the square root (Keras ≥ 2.11) or outside,
     #: g/(√acc + ε) (torch, optax, Keras 2.9 RMSprop).
     epsilon_in_sqrt: bool = True

@@ -47,6 +47,7 @@ CASES = {
     "amsgrad_max=corrected": _scenario("Adam", {"amsgrad": True, "learning_rate": 0.1},
                                        [[1.0, 1.0], [0.1, 0.1], [0.5, 0.01]]),
     "epsilon_in_sqrt=False": _scenario("Adagrad", {"epsilon": 0.1}, GRADS),
+    "beta_power_cast=direct": _scenario("Adam", {"beta_2": 0.999}, GRADS),
     "nadam_schedule_rate=0.004": _scenario("Nadam", {"epsilon": 1e-7}, GRADS),
     "nadam_schedule_rate=inf": _scenario("Nadam", {"epsilon": 1e-7}, GRADS),
     "sgd_momentum=gradient": _scenario("SGD", {"learning_rate": EXP, "momentum": 0.9}, GRADS),
@@ -77,7 +78,8 @@ CASES = {
     "schedule_in_float64": _scenario("SGD", {"learning_rate": EXP}, GRADS),
     "nan_in_max=ignore": _scenario("Adafactor", {"learning_rate": 0.1}, GRADS[:1],
                                    values=(np.nan, 2.0)),
-    "python_scalar_cast=direct": _scenario("Adamax", {"beta_1": 0.7, "epsilon": 1e-7}, GRADS),
+    "python_scalar_cast=direct": _scenario("Adamax", {"beta_1": 0.7, "epsilon": 1e-7,
+                                                     "weight_decay": 0.3}, GRADS),
     "default_epsilon=1e-8": _scenario("Adam", {}, [[1e-6, 2e-6], [1e-6, 1e-6]]),
     "other_profile": _scenario("Lion", {}, GRADS),
 }

@@ -246,8 +246,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "adam_beta_powers_in_float64",
         "optimizers/adam.py",
         _lines(
-            "        beta_1_power = np.power(self._cast(self.beta_1, dtype), local_step)",
-            "        beta_2_power = np.power(self._cast(self.beta_2, dtype), local_step)",
+            "        beta_1_power = np.power(self._power_base(self.beta_1, dtype), local_step)",
+            "        beta_2_power = np.power(self._power_base(self.beta_2, dtype), local_step)",
         ),
         _lines(
             "        beta_1_power = dtypes.cast("
