@@ -891,8 +891,8 @@ def main() -> None:
 def _worker_class():
     from . import worker
 
-    class _Worker(worker._Worker):
-        """:class:`optcheck.conformance.worker._Worker` running this module's server."""
+    class _Worker(worker.Worker):
+        """:class:`optcheck.conformance.worker.Worker` running this module's server."""
 
         def __init__(self, replies: queue.Queue, env: dict | None):
             self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
@@ -921,7 +921,7 @@ def run_isolated(adapter_name: str, folder: Path, entries: list[dict], jobs: int
 
     load_timeout = worker.LOAD_TIMEOUT if load_timeout is None else load_timeout
     make = _worker_class()
-    env = worker._env()
+    env = worker.worker_env()
     folder = str(Path(folder).resolve())
     pending = deque(entries)
     replies: queue.Queue = queue.Queue()
@@ -973,7 +973,7 @@ def run_isolated(adapter_name: str, folder: Path, entries: list[dict], jobs: int
                 w.close()
                 what = "running this case" if w.loaded else "loading the adapter"
                 on_result(_error_result(entry, f"worker process died "
-                                        f"({worker._exit_text(status)}) while {what}", tail,
+                                        f"({worker.exit_text(status)}) while {what}", tail,
                                         time.monotonic() - w.started))  # fmt: skip
                 continue
             reply = json.loads(line)

@@ -99,7 +99,7 @@ class WorkerError(RuntimeError):
         self.remote_traceback = remote_traceback
 
 
-class _Worker:
+class Worker:
     """One worker process; a reader thread forwards its reply lines to a shared queue."""
 
     def __init__(self, replies: queue.Queue, env: dict | None):
@@ -165,7 +165,7 @@ class _Worker:
         self.log.close()
 
 
-def _env() -> dict:
+def worker_env() -> dict:
     env = dict(os.environ)
     # One BLAS thread per worker: the workers are the parallelism.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -179,7 +179,7 @@ def run_plan_isolated(ctx: Context, timeout: float = LOAD_TIMEOUT) -> Plan:
     Raises :class:`WorkerDied` or :class:`WorkerError` on failure.
     """
     replies: queue.Queue = queue.Queue()
-    worker = _Worker(replies, _env())
+    worker = Worker(replies, worker_env())
     try:
         worker.send({"op": "plan", "context": ctx.to_dict()})
         try:
@@ -225,8 +225,8 @@ class WorkerPool:
         """Run ``cases``; ``on_result(result)`` as each one finishes (any order)."""
         pending = deque(cases)
         replies: queue.Queue = queue.Queue()
-        workers: list[_Worker] = []
-        env = _env()
+        workers: list[Worker] = []
+        env = worker_env()
         try:
             while pending or any(w.case is not None for w in workers):
                 # Retire worn workers, then start or feed workers.
@@ -237,7 +237,7 @@ class WorkerPool:
                     if w.case is None and w.loaded and pending:
                         self._assign(w, pending.popleft(), ctx)
                 while pending and len(workers) < self.jobs:
-                    w = _Worker(replies, env)
+                    w = Worker(replies, env)
                     self.started += 1
                     w.send({"op": "load", "context": ctx.to_dict()})
                     w.case, w.deadline = pending.popleft(), time.monotonic() + self.load_timeout
@@ -261,13 +261,13 @@ class WorkerPool:
                 else:
                     w.kill()
 
-    def _assign(self, w: _Worker, case: Case, ctx: Context) -> None:
+    def _assign(self, w: Worker, case: Case, ctx: Context) -> None:
         w.case = case
         w.started = time.monotonic()
         w.deadline = w.started + self.timeout
         w.send({"op": "run", "context": ctx.to_dict(), "case": case.to_dict()})
 
-    def _reply(self, w: _Worker, line, workers, ctx, on_result) -> None:
+    def _reply(self, w: Worker, line, workers, ctx, on_result) -> None:
         case = w.case
         if line is None:  # the worker died
             status = w.proc.wait(timeout=10)
@@ -277,7 +277,7 @@ class WorkerPool:
             self.restarts += 1
             if case is not None:
                 what = "loading the adapter" if not w.loaded else "running this case"
-                on_result(error_result(case, ctx, f"worker process died ({_exit_text(status)}) "
+                on_result(error_result(case, ctx, f"worker process died ({exit_text(status)}) "
                                        f"while {what}", tail,
                                        time.monotonic() - w.started))  # fmt: skip
             return
@@ -314,7 +314,7 @@ class WorkerPool:
                                        now - w.started))  # fmt: skip
 
 
-def _exit_text(status: int | None) -> str:
+def exit_text(status: int | None) -> str:
     if status is None:
         return "still running"
     if status < 0:
