@@ -34,18 +34,13 @@ import io
 import json
 import math
 import os
-import queue
 import re
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 import traceback
 import warnings
 import zipfile
 import zlib
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -888,119 +883,25 @@ def main() -> None:
     _serve(sys.stdin, out)
 
 
-def _worker_class():
-    from . import worker
-
-    class _Worker(worker.Worker):
-        """:class:`optcheck.conformance.worker.Worker` running this module's server."""
-
-        def __init__(self, replies: queue.Queue, env: dict | None):
-            self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "optcheck.conformance.vectors"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env,
-                text=True, encoding="utf-8", start_new_session=True,
-            )  # fmt: skip
-            self.case = None
-            self.deadline = None
-            self.started = 0.0
-            self.loaded = False
-            self.served = 0
-            self.thread = threading.Thread(target=self._read, args=(replies,), daemon=True)
-            self.thread.start()
-
-    return _Worker
-
-
 def run_isolated(adapter_name: str, folder: Path, entries: list[dict], jobs: int,
                  timeout: float, on_result, load_timeout: float | None = None) -> dict:
     """Run ``entries`` on up to ``jobs`` worker processes (per-case ``timeout``; a dead or
-    hung worker costs only its case). ``on_result(result)`` as each case ends; returns
-    the adapter's availability and version as the first worker reported them."""
+    hung worker costs only its case) with the suite's pool
+    (:class:`optcheck.conformance.worker.WorkerPool`, serving this module).
+    ``on_result(result)`` as each case ends; returns the adapter's availability and
+    version as the first worker reported them."""
     from . import worker
 
-    load_timeout = worker.LOAD_TIMEOUT if load_timeout is None else load_timeout
-    make = _worker_class()
-    env = worker.worker_env()
     folder = str(Path(folder).resolve())
-    pending = deque(entries)
-    replies: queue.Queue = queue.Queue()
-    workers: list = []
     info: dict = {}
-
-    def assign(w, entry):
-        w.case, w.started = entry, time.monotonic()
-        w.deadline = w.started + timeout
-        w.send({"op": "run", "folder": folder, "case": entry})
-
-    try:
-        while pending or any(w.case is not None for w in workers):
-            worn = worker.MAX_CASES_PER_WORKER
-            for w in [w for w in workers if w.case is None and w.served >= worn]:
-                workers.remove(w)
-                w.stop()
-            for w in workers:
-                if w.case is None and w.loaded and pending:
-                    assign(w, pending.popleft())
-            while pending and len(workers) < jobs:
-                w = make(replies, env)
-                w.send({"op": "load", "adapter": adapter_name})
-                w.case, w.started = pending.popleft(), time.monotonic()
-                w.deadline = w.started + load_timeout
-                workers.append(w)
-            deadlines = [w.deadline for w in workers if w.deadline is not None]
-            wait = max(0.0, min(deadlines) - time.monotonic()) if deadlines else 1.0
-            try:
-                w, line = replies.get(timeout=wait)
-            except queue.Empty:
-                now = time.monotonic()
-                for w in [w for w in workers if w.deadline is not None and w.deadline <= now]:
-                    what = "the case" if w.loaded else "loading the adapter"
-                    limit = timeout if w.loaded else load_timeout
-                    tail = w.stderr_tail()
-                    w.kill()
-                    workers.remove(w)
-                    on_result(_error_result(w.case, f"timeout after {limit:g}s ({what}); the "
-                                            "worker was killed", tail, now - w.started))
-                continue
-            if w not in workers:
-                continue  # a reply from a worker already killed
-            entry = w.case
-            if line is None:  # the worker died
-                status = w.proc.wait(timeout=10)
-                tail = w.stderr_tail()
-                workers.remove(w)
-                w.close()
-                what = "running this case" if w.loaded else "loading the adapter"
-                on_result(_error_result(entry, f"worker process died "
-                                        f"({worker.exit_text(status)}) while {what}", tail,
-                                        time.monotonic() - w.started))  # fmt: skip
-                continue
-            reply = json.loads(line)
-            if not w.loaded:
-                w.loaded = True
-                if not reply["ok"]:  # loading is deterministic: every case fails alike
-                    message = f"cannot load adapter: {reply['error']}"
-                    for e in [entry, *pending]:
-                        on_result(_error_result(e, message, reply["traceback"]))
-                    pending.clear()
-                    w.case = w.deadline = None
-                    continue
-                info = info or reply["info"]
-                assign(w, entry)
-                continue
-            w.case = w.deadline = None
-            w.served += 1
-            if reply["ok"]:
-                on_result(reply["result"])
-            else:
-                on_result(_error_result(entry, reply["error"], reply["traceback"]))
-    finally:
-        for w in workers:
-            if w.case is None:
-                w.stop()
-            else:
-                w.kill()
+    pool = worker.WorkerPool(
+        jobs, timeout, worker.LOAD_TIMEOUT if load_timeout is None else load_timeout,
+        module="optcheck.conformance.vectors",
+    )  # fmt: skip
+    pool.run_jobs(entries, {"op": "load", "adapter": adapter_name},
+                  lambda entry: {"op": "run", "folder": folder, "case": entry},
+                  _error_result, on_result,
+                  on_load=lambda reply: info or info.update(reply["info"]))  # fmt: skip
     return info
 
 

@@ -100,12 +100,14 @@ class WorkerError(RuntimeError):
 
 
 class Worker:
-    """One worker process; a reader thread forwards its reply lines to a shared queue."""
+    """One worker process (``python -m module``: this module's server, or another that
+    speaks the same load/run protocol); a reader thread forwards its reply lines to a
+    shared queue."""
 
-    def __init__(self, replies: queue.Queue, env: dict | None):
+    def __init__(self, replies: queue.Queue, env: dict | None, module: str = __name__):
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "optcheck.conformance.worker"],
+            [sys.executable, "-m", module],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,
@@ -114,7 +116,7 @@ class Worker:
             encoding="utf-8",
             start_new_session=True,  # kill the adapter's children with it
         )
-        self.case: Case | None = None
+        self.case = None  # the job it is running (a Case here)
         self.deadline: float | None = None
         self.started = 0.0
         self.loaded = False
@@ -209,24 +211,49 @@ MAX_CASES_PER_WORKER = 100
 
 
 class WorkerPool:
-    """Runs cases on up to ``jobs`` worker processes with a per-case timeout; each worker
-    is replaced after ``max_cases`` cases."""
+    """Runs jobs on up to ``jobs`` worker processes with a per-job timeout; each worker is
+    replaced after ``max_cases`` jobs. :meth:`run` runs suite cases; :meth:`run_jobs`
+    any jobs of a server speaking the same protocol (``optcheck vectors check``)."""
 
     def __init__(self, jobs: int = 1, timeout: float = 120.0, load_timeout=LOAD_TIMEOUT,
-                 max_cases: int = MAX_CASES_PER_WORKER):  # fmt: skip
+                 max_cases: int = MAX_CASES_PER_WORKER, module: str = __name__):  # fmt: skip
         self.jobs = max(1, int(jobs))
         self.max_cases = max(1, int(max_cases))
         self.timeout = float(timeout)
         self.load_timeout = float(load_timeout)
+        self.module = module
         self.restarts = 0
         self.started = 0
 
     def run(self, cases: list[Case], ctx: Context, on_result: Callable[[dict], None]) -> None:
         """Run ``cases``; ``on_result(result)`` as each one finishes (any order)."""
-        pending = deque(cases)
+        context = ctx.to_dict()
+        self.run_jobs(
+            cases, {"op": "load", "context": context},
+            lambda case: {"op": "run", "context": context, "case": case.to_dict()},
+            lambda case, message, tb="", seconds=0.0: error_result(case, ctx, message, tb,
+                                                                   seconds),
+            on_result,
+        )  # fmt: skip
+
+    def run_jobs(self, jobs: list, load: dict, request: Callable[[object], dict],
+                 error: Callable[..., dict], on_result: Callable[[dict], None],
+                 on_load: Callable[[dict], None] | None = None) -> None:  # fmt: skip
+        """Run ``jobs``: each worker is sent ``load`` once, then ``request(job)`` per job;
+        a reply ``{"ok": true, "result": ...}`` is passed to ``on_result``, and a failure
+        (error reply, crash, timeout) as ``error(job, message, traceback, seconds)``.
+        ``on_load(reply)`` sees each successful load reply."""
+        pending = deque(jobs)
         replies: queue.Queue = queue.Queue()
         workers: list[Worker] = []
         env = worker_env()
+
+        def assign(w: Worker, job) -> None:
+            w.case = job
+            w.started = time.monotonic()
+            w.deadline = w.started + self.timeout
+            w.send(request(job))
+
         try:
             while pending or any(w.case is not None for w in workers):
                 # Retire worn workers, then start or feed workers.
@@ -235,11 +262,11 @@ class WorkerPool:
                     w.stop()
                 for w in workers:
                     if w.case is None and w.loaded and pending:
-                        self._assign(w, pending.popleft(), ctx)
+                        assign(w, pending.popleft())
                 while pending and len(workers) < self.jobs:
-                    w = Worker(replies, env)
+                    w = Worker(replies, env, self.module)
                     self.started += 1
-                    w.send({"op": "load", "context": ctx.to_dict()})
+                    w.send(load)
                     w.case, w.deadline = pending.popleft(), time.monotonic() + self.load_timeout
                     w.started = time.monotonic()
                     workers.append(w)
@@ -247,13 +274,44 @@ class WorkerPool:
                 deadlines = [w.deadline for w in workers if w.deadline is not None]
                 wait = max(0.0, min(deadlines) - now) if deadlines else 1.0
                 try:
-                    worker, line = replies.get(timeout=wait)
+                    w, line = replies.get(timeout=wait)
                 except queue.Empty:
-                    self._expire(workers, ctx, on_result)
+                    self._expire(workers, error, on_result)
                     continue
-                if worker not in workers:
+                if w not in workers:
                     continue  # a reply from a worker already killed
-                self._reply(worker, line, workers, ctx, on_result)
+                job = w.case
+                if line is None:  # the worker died
+                    status = w.proc.wait(timeout=10)
+                    tail = w.stderr_tail()
+                    workers.remove(w)
+                    w.close()
+                    self.restarts += 1
+                    if job is not None:
+                        what = "loading the adapter" if not w.loaded else "running this case"
+                        on_result(error(job, f"worker process died ({exit_text(status)}) "
+                                        f"while {what}", tail, time.monotonic() - w.started))
+                    continue
+                reply = json.loads(line)
+                if not w.loaded:  # the reply to "load"
+                    w.loaded = True
+                    if not reply["ok"]:  # loading is deterministic: every job fails alike
+                        message = f"cannot load adapter: {reply['error']}"
+                        for j in [job, *pending]:
+                            on_result(error(j, message, reply["traceback"]))
+                        pending.clear()
+                        w.case, w.deadline = None, None
+                        continue
+                    if on_load is not None:
+                        on_load(reply)
+                    assign(w, job)
+                    continue
+                w.case, w.deadline = None, None
+                w.served += 1
+                if reply["ok"]:
+                    on_result(reply["result"])
+                else:
+                    on_result(error(job, reply["error"], reply["traceback"]))
         finally:
             for w in workers:
                 if w.case is None:
@@ -261,57 +319,19 @@ class WorkerPool:
                 else:
                     w.kill()
 
-    def _assign(self, w: Worker, case: Case, ctx: Context) -> None:
-        w.case = case
-        w.started = time.monotonic()
-        w.deadline = w.started + self.timeout
-        w.send({"op": "run", "context": ctx.to_dict(), "case": case.to_dict()})
-
-    def _reply(self, w: Worker, line, workers, ctx, on_result) -> None:
-        case = w.case
-        if line is None:  # the worker died
-            status = w.proc.wait(timeout=10)
-            tail = w.stderr_tail()
-            workers.remove(w)
-            w.close()
-            self.restarts += 1
-            if case is not None:
-                what = "loading the adapter" if not w.loaded else "running this case"
-                on_result(error_result(case, ctx, f"worker process died ({exit_text(status)}) "
-                                       f"while {what}", tail,
-                                       time.monotonic() - w.started))  # fmt: skip
-            return
-        reply = json.loads(line)
-        if not w.loaded:  # the reply to "load"
-            w.loaded = True
-            if not reply["ok"]:
-                w.case, w.deadline = None, None
-                on_result(error_result(case, ctx, f"cannot load adapter: {reply['error']}",
-                                       reply["traceback"]))  # fmt: skip
-                return
-            self._assign(w, case, ctx)
-            return
-        w.case, w.deadline = None, None
-        w.served += 1
-        if reply["ok"]:
-            on_result(reply["result"])
-        else:
-            on_result(error_result(case, ctx, reply["error"], reply["traceback"]))
-
-    def _expire(self, workers, ctx, on_result) -> None:
+    def _expire(self, workers, error, on_result) -> None:
         now = time.monotonic()
         for w in list(workers):
             if w.deadline is not None and w.deadline <= now and w.case is not None:
-                case, loading = w.case, not w.loaded
+                job, loading = w.case, not w.loaded
                 limit = self.load_timeout if loading else self.timeout
                 tail = w.stderr_tail()
                 w.kill()
                 workers.remove(w)
                 self.restarts += 1
                 what = "loading the adapter" if loading else "the case"
-                on_result(error_result(case, ctx, f"timeout after {limit:g}s ({what}); "
-                                       "the worker was killed", tail,
-                                       now - w.started))  # fmt: skip
+                on_result(error(job, f"timeout after {limit:g}s ({what}); the worker was "
+                                "killed", tail, now - w.started))
 
 
 def exit_text(status: int | None) -> str:
