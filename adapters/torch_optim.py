@@ -264,9 +264,9 @@ class TorchSession(Session):
         if name == "SGD":
             if self._variant == "fused" and self._opt.param_groups[0]["momentum"] > 0:
                 # torch 2.13's fused CPU SGD leaves float16/bfloat16 16-element chunks
-                # unwritten, so a buffer it creates with empty_like keeps garbage there and
-                # runs stop being reproducible; a zero buffer steps as torch's first one
-                # (buf ← g) and keeps the missing updates deterministic deviations.
+                # unwritten, so a buffer it creates with empty_like keeps garbage there; a
+                # zero buffer steps as torch's first one (buf ← g). The kernel stays
+                # irreproducible in half precision all the same (docs/thirdparty.md).
                 return {"momentum_buffer": torch.zeros_like(p)}
             return {}
         if name in ("Adam", "AdamW"):
