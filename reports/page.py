@@ -441,6 +441,15 @@ def _fastest(doc, dev, device, impls) -> None:
             "Adam: each implementation's step over the fastest one's at each N."))  # fmt: skip
 
 
+def _ratio_rows(rows_data: list[dict], field: str, columns: list, layout: bool) -> list:
+    """Table rows: implementation, optimizer, N (and tensors), then ``row[field][c]`` as
+    a ratio for each column ``c``."""
+    return [[r["implementation"], r["optimizer"], B.n_label(r["N"]),
+             *([str(r["layout"])] if layout else []),
+             *(f"{r[field][c]:.2f}×" if c in r[field] else "" for c in columns)]
+            for r in rows_data]  # fmt: skip
+
+
 def _layouts(doc, dev, device) -> None:
     from . import charts
 
@@ -449,9 +458,7 @@ def _layouts(doc, dev, device) -> None:
         return
     doc.add(Heading(3, f"Many-tensor layout penalty — {device}", _slug("layout", device)))
     layouts = sorted({t for r in rows_data for t in r["penalty"]})
-    rows = [[r["implementation"], r["optimizer"], B.n_label(r["N"]),
-             *(f"{r['penalty'][t]:.2f}×" if t in r["penalty"] else "" for t in layouts)]
-            for r in rows_data]  # fmt: skip
+    rows = _ratio_rows(rows_data, "penalty", layouts, layout=False)
     doc.add(Table(["implementation", "optimizer", "N", *(f"{t} tensors" for t in layouts)],
                   rows, anchor=_slug("layouts", device),
                   caption="Step time with N split into T tensors over the step with one "
@@ -500,9 +507,7 @@ def _features(doc, dev, device) -> None:
         return
     doc.add(Heading(3, f"Cost of features — {device}", _slug("features", device)))
     features = sorted({f for r in rows_data for f in r["cost"]})
-    rows = [[r["implementation"], r["optimizer"], B.n_label(r["N"]), str(r["layout"]),
-             *(f"{r['cost'][f]:.2f}×" if f in r["cost"] else "" for f in features)]
-            for r in rows_data]  # fmt: skip
+    rows = _ratio_rows(rows_data, "cost", features, layout=True)
     doc.add(Table(["implementation", "optimizer", "N", "tensors", *features], rows,
                   anchor=_slug("feature-table", device),
                   caption="Step time with the feature over the plain step (ema: use_ema; "
