@@ -356,3 +356,100 @@ def test_tf_adapter_runs_replicas_through_mirrored_strategy():
         print("ok")
         """
     )
+
+
+# -- one loop per variable ---------------------------------------------------------------
+FUSED_SPECS = [
+    (name, config)
+    for name in sorted(set(MODULES) - {"Adafactor"})
+    for config in ({}, {"use_ema": True, "ema_overwrite_frequency": 2}, {"weight_decay": 0.1},
+                   {"global_clipnorm": 0.5})
+]  # fmt: skip
+
+
+def steps_jax(spec, profile, fused, steps=3):
+    """Parameters and slots after ``steps`` steps of the jax backend with the fused
+    (one loop per variable) or the plain trace, and the step's optimized HLO."""
+    from optcheck.adapters.xla import jax_backend as xj
+    from optcheck.adapters.xla.ops import JaxOps
+
+    ops, saved = JaxOps(), xj.OPS
+    if not fused:
+        ops.__dict__["barrier"] = None  # the plain trace
+    elif ops.barrier is None:
+        pytest.skip("this XLA does not fuse sibling outputs")
+    xj.OPS = ops
+    xj._compiled.cache_clear()
+    try:
+        rng = np.random.default_rng(1)
+        shapes = [(8, 16), (5,), (3, 4)]
+        opt = xj.optimizer(spec, profile=profile)
+        params = [xj.jnp.asarray(rng.normal(size=s).astype(np.float32)) for s in shapes]
+        state = opt.init(params)
+        for _ in range(steps):
+            grads = [xj.jnp.asarray(rng.normal(size=s).astype(np.float32)) for s in shapes]
+            params, state = opt.update(grads, state, params)
+        program = next(iter(opt._programs.values()))
+        hlo = program.lower(opt._hyper, opt._device_learning_rate(0), params, state, grads,
+                            None).compile().as_text()  # fmt: skip
+    finally:
+        xj.OPS = saved
+        xj._compiled.cache_clear()
+    values = [np.asarray(p) for p in params]
+    values += [np.asarray(v) for s in state["slots"] for v in s.values()]
+    return values, hlo
+
+
+def _loops_writing(hlo: str, shape) -> int:
+    """Fusions in the entry computation with an output of ``shape`` (float32)."""
+    entry = hlo[hlo.index("ENTRY"):]
+    target = "f32[" + ",".join(map(str, shape)) + "]"
+    return sum(
+        1 for line in entry.splitlines()
+        if " fusion(" in line and target in line.split(" fusion(")[0]
+    )  # fmt: skip
+
+
+def _spec(name, config):
+    return {"class_name": name, "config": {"learning_rate": 0.01, **config}}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize(("name", "config"), FUSED_SPECS)
+def test_jax_fused_step_is_one_loop_per_variable(name, config, profile):
+    """XLA writes each variable's parameter and slots (and average) in one loop: the
+    plain trace takes one loop per array written (core._fused_tail)."""
+    pytest.importorskip("jax")
+    _, hlo = steps_jax(_spec(name, config), profile, fused=True)
+    assert _loops_writing(hlo, (8, 16)) == 1, hlo[hlo.index("ENTRY"):]
+
+
+def test_jax_fused_step_computes_the_plain_steps_values():
+    """The fused trace does the plain trace's operations: bit-identical results for
+    every spec of the test above. Checked with XLA:CPU limited to AVX, i.e. without
+    FMA instructions: with them LLVM contracts a multiply and an add into one rounding
+    wherever the loop's code allows, which differs between two loop structures (Nadam
+    by one ulp) and is a rounding the tolerance policy bounds for every adapter."""
+    pytest.importorskip("jax")
+    script = textwrap.dedent(
+        """
+        import numpy as np
+        from tests.test_xla import FUSED_SPECS, PROFILES, _spec, steps_jax
+        bad = []
+        for name, config in FUSED_SPECS:
+            for profile in PROFILES:
+                fused, _ = steps_jax(_spec(name, config), profile, fused=True)
+                plain, _ = steps_jax(_spec(name, config), profile, fused=False)
+                for i, (a, b) in enumerate(zip(fused, plain, strict=True)):
+                    if not np.array_equal(a, b, equal_nan=True):
+                        bad.append(f"{name} {config} {profile} output {i}: "
+                                   f"max |diff| {np.nanmax(np.abs(a - b))}")
+        print("\\n".join(bad) or "ok", len(FUSED_SPECS) * len(PROFILES))
+        """
+    )
+    env = dict(os.environ, XLA_FLAGS="--xla_cpu_max_isa=AVX", JAX_PLATFORMS="cpu")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=600, cwd=root)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == f"ok {len(FUSED_SPECS) * len(PROFILES)}", done.stdout

@@ -21,7 +21,15 @@ import os
 #: keep bfloat16 / float16 arithmetic in float32: both break Keras's casting rules
 #: (``tf.cast`` of a Python hyper-parameter goes via float32; bfloat16 overflows). Found
 #: by the conformance suite on an H100 (float64 SGD momentum off by 1e-8 relative).
-FLAGS = ("--xla_allow_excess_precision=false",)
+#:
+#: ``xla_cpu_use_multi_output_fusion`` (a backend option, off by default) lets XLA:CPU
+#: fuse sibling element-wise loops into one loop with several outputs: the core's step
+#: then reads and writes each array once (:func:`.core._fused_tail`). Without it the
+#: core falls back to its plain trace (``ops.barrier`` is None).
+FLAGS = (
+    "--xla_allow_excess_precision=false",
+    "--xla_backend_extra_options=xla_cpu_use_multi_output_fusion",
+)
 
 
 def set_xla_flags(*extra: str) -> None:

@@ -53,7 +53,7 @@ from .ops import JaxOps  # noqa: E402
 OPS = JaxOps()
 
 #: Optimizers whose update reads every element independently (flattening is exact).
-ELEMENTWISE = frozenset(core.RULES) - {"Adafactor"}
+ELEMENTWISE = frozenset(core.RULES) - core.NOT_ELEMENTWISE
 
 
 def optimizer(spec, profile="keras2", flatten=False) -> Optimizer:

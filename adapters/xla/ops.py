@@ -7,7 +7,22 @@ dtype it wants: the core never relies on either library's type promotion.
 
 from __future__ import annotations
 
+import functools
+import re
+
 import numpy as np
+
+#: A fusion instruction with a tuple result: the compiler fused sibling outputs.
+_MULTI_OUTPUT = re.compile(r"= \([^)]*\) fusion\(")
+
+
+def sibling_probe(x, y):
+    """Two outputs of one element-wise pass: one loop where siblings fuse."""
+    return x * y + x, x * y - y
+
+
+def fuses_siblings(optimized_hlo: str) -> bool:
+    return bool(_MULTI_OUTPUT.search(optimized_hlo))
 
 
 class JaxOps:
@@ -33,6 +48,18 @@ class JaxOps:
     def shape(self, x) -> tuple:
         return tuple(x.shape)
 
+    @functools.cached_property
+    def barrier(self):
+        """``jax.lax.optimization_barrier`` over a list, or None where XLA does not fuse
+        sibling outputs (XLA:CPU without ``xla_cpu_use_multi_output_fusion``): the
+        core's one-loop-per-variable step relies on that fusion."""
+        import jax
+
+        x = self.np.zeros((8, 128), self.np.float32)
+        if not fuses_siblings(jax.jit(sibling_probe).lower(x, x).compile().as_text()):
+            return None
+        return lambda xs: list(jax.lax.optimization_barrier(tuple(xs)))
+
     def __getattr__(self, item):
         # sqrt, square, abs, sign, maximum, minimum, where, power, floor, sum, mean,
         # expand_dims, zeros_like, logical_and: the NumPy names.
@@ -41,6 +68,8 @@ class JaxOps:
 
 class TfOps:
     name = "tf"
+    #: A plain graph has no optimization barrier, and nothing to fuse.
+    barrier = None
 
     def __init__(self):
         import tensorflow as tf

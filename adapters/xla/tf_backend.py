@@ -53,6 +53,7 @@ host values.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 from . import set_xla_flags
@@ -63,11 +64,27 @@ import tensorflow as tf  # noqa: E402
 from optcheck.reference import optimizers as reference_optimizers  # noqa: E402
 
 from . import core  # noqa: E402
-from .ops import TfOps  # noqa: E402
+from .ops import TfOps, sibling_probe, fuses_siblings  # noqa: E402
 
 
 class XlaTfOps(TfOps):
-    """``unique_sum`` with static shapes, for programs compiled by XLA."""
+    """For programs compiled by XLA: ``unique_sum`` with static shapes, and the
+    optimization barrier of the one-loop-per-variable step."""
+
+    @functools.cached_property
+    def barrier(self):
+        """``XlaOptimizationBarrier`` over a list, or None where XLA does not fuse
+        sibling outputs (see :meth:`.ops.JaxOps.barrier`)."""
+        with tf.init_scope():  # first read while a step is being traced
+            x = tf.zeros((8, 128), tf.float32)
+            probe = tf.function(sibling_probe, jit_compile=True, autograph=False)
+            hlo = probe.experimental_get_compiler_ir(x, x)(stage="optimized_hlo")
+        if not fuses_siblings(hlo):
+            return None
+        # Not in tf.raw_ops: the tf2xla module is where TensorFlow exposes it.
+        from tensorflow.compiler.tf2xla.python import xla
+
+        return lambda xs: list(xla.optimization_barrier(*xs))
 
     def unique_sum(self, values, indices):
         tf = self.tf
