@@ -63,6 +63,12 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    # optcheck's XLA options (multi-output fusion on XLA:CPU) must be in XLA_FLAGS
+    # before any library creates its XLA backend: the roof probes JAX first. The peers
+    # that use XLA (optax) run in this process, so with the same options.
+    from optcheck.adapters.xla import set_xla_flags
+
+    set_xla_flags()
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     config.stash[_RECORDS] = _Records(config.getoption("--bench-records", None))

@@ -58,6 +58,12 @@ FEATURES: dict[str, dict] = {
 }
 #: Byte-model feature names (``bytes.FEATURES``) of the grid's features.
 BYTE_FEATURES = {"plain": (), "ema": ("ema",), "clipnorm": ("global_clipnorm",)}
+#: The semantics every implementation is built with (the golden's default profile).
+PROFILE = "keras2"
+#: Its state is part of the semantics: tf-keras keeps SGD's momentum slot at μ = 0
+#: (read and rewritten: m·0 keeps a NaN) and Adafactor's full-size v, so the byte
+#: model counts them (``bytes.passes(keras_slots=True)``).
+KERAS_SLOTS = PROFILE == "keras2"
 SIZES = (10**3, 10**4, 10**5, 10**6, 10**7)
 LARGE = 3 * 10**7
 LAYOUTS = (1, 10, 100, 1000)
@@ -142,7 +148,8 @@ class Case:
     @property
     def bytes_per_param(self) -> int:
         return byte_model.bytes_per_parameter(
-            self.class_name, self.config, self.itemsize, BYTE_FEATURES[self.feature]
+            self.class_name, self.config, self.itemsize, BYTE_FEATURES[self.feature],
+            keras_slots=KERAS_SLOTS,
         )
 
     @property
@@ -488,7 +495,7 @@ class Built:
 def _golden(case, params, grads):
     from optcheck.reference import Variable, optimizers
 
-    opt = optimizers.deserialize(case.spec, profile="keras2")
+    opt = optimizers.deserialize(case.spec, profile=PROFILE)
     variables = [Variable(p) for p in params]
     pairs = list(zip(grads, variables, strict=True))
     return (lambda: opt.apply_gradients(pairs)), "optcheck.reference (keras2 profile)"
@@ -513,7 +520,7 @@ def _ours_jax(case, params, grads, flatten):
     dev = _jax_device(case.device)
     ps = [jnp.array(p, device=dev) for p in params]  # copies: donation never aliases NumPy
     gs = [jnp.array(g, device=dev) for g in grads]
-    opt = xj.optimizer(case.spec, profile="keras2", flatten=flatten)
+    opt = xj.optimizer(case.spec, profile=PROFILE, flatten=flatten)
     try:
         state = opt.init(ps)
     except ValueError as e:
@@ -550,7 +557,7 @@ def _ours_tf(case, params, grads):
     with tf.device(dev):
         variables = [tf.Variable(p) for p in params]
         gs = [tf.constant(g) for g in grads]
-    opt = xt.Optimizer.from_spec(case.spec, profile="keras2", jit_compile=True)
+    opt = xt.Optimizer.from_spec(case.spec, profile=PROFILE, jit_compile=True)
     pairs = list(zip(gs, variables, strict=True))
 
     if not on_gpu:
@@ -781,8 +788,9 @@ def record(case: Case, built: Built, stats: dict | None, roof: Roof | None) -> d
         "bytes_per_param": bpp,
         "bytes_per_step": bpp * case.n,
         "byte_model": byte_model.describe(
-            case.class_name, case.config, BYTE_FEATURES[case.feature]
+            case.class_name, case.config, BYTE_FEATURES[case.feature], keras_slots=KERAS_SLOTS
         ),
+        "profile": PROFILE,
         "mapping": built.mapping,
         "init_s": built.init_s,
         "compile_s": built.compile_s,
@@ -790,6 +798,7 @@ def record(case: Case, built: Built, stats: dict | None, roof: Roof | None) -> d
         "device_name": roof.device_name if roof else device_name(case.device),
         "versions": versions(case.implementation),
         "jax_cpu_async_dispatch": _jax_async_dispatch(case),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "step_s": None,
         "step_s_median": None,
         "gbps": None,

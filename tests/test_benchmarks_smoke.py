@@ -344,3 +344,12 @@ def test_targets_command_line(tmp_path, how):
     )
     assert done.returncode == 0, done.stderr
     assert "vs torch fused" in done.stdout and "no data" in done.stdout
+
+
+def test_cases_count_the_state_of_the_semantics_they_run():
+    """The benchmarks run the keras2 profile, whose SGD keeps a momentum slot at μ = 0
+    and whose Adafactor keeps a full-size v: both are state the step must write."""
+    assert harness.PROFILE == "keras2" and harness.KERAS_SLOTS
+    assert harness.Case("numpy", "SGD", "plain", 10**3, 1).bytes_per_param == 4 * 5
+    assert harness.Case("numpy", "Adafactor", "plain", 10**3, 1).bytes_per_param == 4 * 7
+    assert harness.Case("numpy", "Adam", "plain", 10**3, 1).bytes_per_param == 4 * 7

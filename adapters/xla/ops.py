@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+import warnings
 
 import numpy as np
 
@@ -57,6 +58,16 @@ class JaxOps:
 
         x = self.np.zeros((8, 128), self.np.float32)
         if not fuses_siblings(jax.jit(sibling_probe).lower(x, x).compile().as_text()):
+            if x.devices().pop().platform == "cpu":
+                warnings.warn(
+                    "XLA:CPU does not fuse sibling outputs in this process: JAX created its "
+                    "CPU backend before optcheck.adapters.xla added "
+                    "--xla_backend_extra_options=xla_cpu_use_multi_output_fusion to "
+                    "XLA_FLAGS. The jax optimizer then writes each array in its own loop "
+                    "(slower, same values); import optcheck.adapters.xla before using JAX.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             return None
         return lambda xs: list(jax.lax.optimization_barrier(tuple(xs)))
 
