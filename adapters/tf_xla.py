@@ -126,7 +126,10 @@ class TfSession(Session):
 
     def _new_optimizer(self, reference):
         with self._scope():
-            self._opt = self._xt.Optimizer(reference, self._jit, stacked=self._stack is not None)
+            # fuse_min_size=0: see jax_xla (the suite's variables are small).
+            self._opt = self._xt.Optimizer(
+                reference, self._jit, stacked=self._stack is not None, fuse_min_size=0
+            )
         s = self._scenario
         if self._stack is not None:
             reference._exclude_from_weight_decay_names = list(s.exclude_names or [])

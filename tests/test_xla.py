@@ -383,7 +383,7 @@ def steps_jax(spec, profile, fused, steps=3):
     try:
         rng = np.random.default_rng(1)
         shapes = [(8, 16), (5,), (3, 4)]
-        opt = xj.optimizer(spec, profile=profile)
+        opt = xj.optimizer(spec, profile=profile, fuse_min_size=0)
         params = [xj.jnp.asarray(rng.normal(size=s).astype(np.float32)) for s in shapes]
         state = opt.init(params)
         for _ in range(steps):
@@ -453,3 +453,29 @@ def test_jax_fused_step_computes_the_plain_steps_values():
                           text=True, timeout=600, cwd=root)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == f"ok {len(FUSED_SPECS) * len(PROFILES)}", done.stdout
+
+
+def test_jax_fuses_variables_from_fuse_min_size_on():
+    """By default a variable of at least core.FUSE_MIN_SIZE elements gets one loop and
+    a smaller one in the same step keeps the plain trace's loops; a bad threshold is
+    refused when the optimizer is made."""
+    pytest.importorskip("jax")
+    from optcheck.adapters.xla import core
+    from optcheck.adapters.xla import jax_backend as xj
+
+    if xj.OPS.barrier is None:
+        pytest.skip("this XLA does not fuse sibling outputs")
+    big = (128, core.FUSE_MIN_SIZE // 128)
+    opt = xj.optimizer({"class_name": "Adam", "config": {}})
+    params = [xj.jnp.ones(big, xj.jnp.float32), xj.jnp.ones((8, 16), xj.jnp.float32)]
+    grads = [xj.jnp.full(p.shape, 0.5, xj.jnp.float32) for p in params]
+    state = opt.init(params)
+    params, state = opt.update(grads, state, params)
+    program = next(iter(opt._programs.values()))
+    hlo = program.lower(opt._hyper, opt._device_learning_rate(0), params, state, grads,
+                        None).compile().as_text()  # fmt: skip
+    assert _loops_writing(hlo, big) == 1
+    assert _loops_writing(hlo, (8, 16)) > 1
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="fuse_min_size must be an integer"):
+            xj.optimizer({"class_name": "Adam", "config": {}}, fuse_min_size=bad)

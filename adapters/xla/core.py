@@ -68,6 +68,8 @@ class Static:
     #: The variables are the rows of one padded ``[V, L]`` array, with traced row masks
     #: ``live`` (gradient present) and ``decay`` (see :mod:`.buckets`).
     stacked: bool = False
+    #: Variables of at least this many elements get one loop each (``_fused_tail``).
+    fuse_min_size: int = 1 << 14  # FUSE_MIN_SIZE
 
     def option(self, name, default=None):
         return dict(self.options).get(name, default)
@@ -132,14 +134,16 @@ def plan(optimizer, variable_dtypes) -> tuple[dict, dict]:
     return static, hyper
 
 
-def make_static(options, decay, kinds, count, replicas=0, stacked=False) -> Static:
+def make_static(
+    options, decay, kinds, count, replicas=0, stacked=False, fuse_min_size=None
+) -> Static:
     """The :class:`Static` of one step: ``options`` from :func:`plan`, and what this
     step's gradients and raw step ``count`` decide (a Keras 3 accumulation micro-step)."""
     k = options["accumulation"]
     phase = "update" if not k or (count + 1) % k == 0 else "micro"
     return Static(
         **options, decay=tuple(decay), kinds=tuple(kinds), replicas=replicas, phase=phase,
-        stacked=stacked,
+        stacked=stacked, fuse_min_size=fuse_min_size_of(fuse_min_size),
     )  # fmt: skip
 
 
@@ -554,7 +558,9 @@ def step(
     flow = Flow(ctx, params, slots, glob, grads)
     before, after = split_pipeline(static.profile)
     names = after if aggregated else before + after
-    if not fuses_outputs(ops, static):
+    if not fuses_outputs(ops, static) or not any(
+        _size(ops, p) >= static.fuse_min_size for p in flow.params
+    ):
         run_stages(flow, names, aggregate)
         return flow.params, flow.slots, flow.glob
     head, tail = split_tail(names)
@@ -566,6 +572,29 @@ def step(
 # ---------------------------------------------------------------------------------------
 # one loop per variable
 # ---------------------------------------------------------------------------------------
+#: Default :attr:`Static.fuse_min_size`: 2¹⁴ elements (64 KiB of float32). Below it a
+#: variable's arrays sit in the cache, a step costs its per-array overhead rather than
+#: its bandwidth, and each copy of the tail would only add tracing and compile time
+#: (1000 variables of 10⁴ elements: TensorFlow's compilation 48 s → 140 s, no faster).
+FUSE_MIN_SIZE = 1 << 14
+
+
+def fuse_min_size_of(value) -> int:
+    """A ``fuse_min_size`` argument checked (None: :data:`FUSE_MIN_SIZE`)."""
+    if value is None:
+        return FUSE_MIN_SIZE
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"fuse_min_size must be an integer >= 0 or None, got {value!r}")
+    return value
+
+
+def _size(ops, x) -> int:
+    size = 1
+    for d in ops.shape(x):
+        size *= int(d)
+    return size
+
+
 #: Stages that change each variable from its own gradient, slots and scalars only,
 #: element by element: the tail of the step in every profile.
 PER_VARIABLE = ("weight_decay", "update", "ema", "ema_overwrite")
@@ -599,6 +628,17 @@ def split_tail(names) -> tuple[tuple, tuple]:
     )
 
 
+def barrier_view(ops, arrays, k):
+    """The k-th optimization-barrier view of ``arrays`` (same values, in order): an
+    expression of view j is not merged with the same expression of view k ≠ j. Each
+    view's barrier takes the arrays in another order, because XLA's CSE, which runs
+    before barriers are removed, merges two barriers of the same operands (k modulo
+    ``len(arrays)`` views are distinct)."""
+    shift = k % len(arrays)
+    viewed = ops.barrier(arrays[shift:] + arrays[:shift])
+    return viewed[len(arrays) - shift :] + viewed[: len(arrays) - shift]
+
+
 def _fused_tail(flow, tail):
     """Run the per-variable stages so that XLA computes each variable's outputs
     (parameter, slots, average) in one loop over its elements.
@@ -627,22 +667,21 @@ def _fused_tail(flow, tail):
 
     def view(k):
         """Copy k of the tail on its own barrier view of the inputs, the gradients'
-        deferred maps applied inside. Each copy's barrier takes the inputs in another
-        order: XLA's CSE, which runs before barriers are removed, merges two barriers
-        of the same operands (and their copies with them)."""
-        shift = k % len(flat)
-        viewed = ops.barrier(flat[shift:] + flat[:shift])
-        viewed = iter(viewed[len(flat) - shift :] + viewed[: len(flat) - shift])
+        deferred maps applied inside."""
+        viewed = iter(barrier_view(ops, flat, k))
         params_k = [next(viewed) for _ in params]
         slots_k = [{key: next(viewed) for key in s} for s in slots]
         grads_k = [f(next(viewed)) for f in flow.deferred]
         return run(params_k, slots_k, grads_k), params_k, slots_k
 
     first, given, given_slots = view(0)
-    # Output keys per variable: what the tail changed ("" = the parameter).
+    # Output keys per variable: what the tail changed ("" = the parameter); a variable
+    # below fuse_min_size keeps every output of copy 0 (the plain trace's loops).
     outputs = [
         ([""] if first.params[i] is not given[i] else [])
         + sorted(k for k, v in first.slots[i].items() if v is not given_slots[i].get(k))
+        if _size(ops, params[i]) >= flow.ctx.static.fuse_min_size
+        else []
         for i in range(len(params))
     ]
     for k in range(1, max(map(len, outputs), default=0)):

@@ -56,11 +56,11 @@ OPS = JaxOps()
 ELEMENTWISE = frozenset(core.RULES) - core.NOT_ELEMENTWISE
 
 
-def optimizer(spec, profile="keras2", flatten=False) -> Optimizer:
+def optimizer(spec, profile="keras2", flatten=False, fuse_min_size=None) -> Optimizer:
     """An optimizer from a Keras serialization dict (or a reference optimizer)."""
     if isinstance(spec, dict | str):
         spec = reference_optimizers.deserialize(spec, profile=profile)
-    return Optimizer(spec, flatten=flatten)
+    return Optimizer(spec, flatten=flatten, fuse_min_size=fuse_min_size)
 
 
 def replica_sum(replicas: int):
@@ -109,8 +109,11 @@ def _compiled(static: core.Static, hyper_names: tuple):
 class Optimizer:
     """A reference optimizer's configuration with a compiled, functional step."""
 
-    def __init__(self, reference, flatten=False, stacked=False):
+    def __init__(self, reference, flatten=False, stacked=False, fuse_min_size=None):
         self.reference = reference
+        #: Variables of at least this many elements are updated in one loop each
+        #: (default ``core.FUSE_MIN_SIZE``; 0: every variable).
+        self.fuse_min_size = core.fuse_min_size_of(fuse_min_size)
         self.flatten = flatten
         #: Variables are the rows of one array, with row masks (see :mod:`.buckets`).
         self.stacked = stacked
@@ -154,8 +157,9 @@ class Optimizer:
 
     def _static(self, kinds, count, replicas=0) -> core.Static:
         return core.make_static(
-            self._options, self._decay, kinds, count, replicas, stacked=self.stacked
-        )
+            self._options, self._decay, kinds, count, replicas, stacked=self.stacked,
+            fuse_min_size=self.fuse_min_size,
+        )  # fmt: skip
 
     # -- step -------------------------------------------------------------------------
     def learning_rate(self, count: int):

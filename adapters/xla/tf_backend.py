@@ -101,8 +101,13 @@ class Optimizer:
     """A reference optimizer's configuration, applied to ``tf.Variable``\\ s by one
     compiled program per step."""
 
-    def __init__(self, reference, jit_compile: bool = True, stacked: bool = False):
+    def __init__(
+        self, reference, jit_compile: bool = True, stacked: bool = False, fuse_min_size=None
+    ):
         self.reference = reference
+        #: Variables of at least this many elements are updated in one loop each
+        #: (default ``core.FUSE_MIN_SIZE``; 0: every variable).
+        self.fuse_min_size = core.fuse_min_size_of(fuse_min_size)
         self.jit_compile = bool(jit_compile)
         #: One variable whose rows are the variables, with row masks (:mod:`.buckets`).
         self.stacked = stacked
@@ -242,8 +247,9 @@ class Optimizer:
 
     def _static(self, kinds, count, replicas=0) -> core.Static:
         return core.make_static(
-            self._options, self._decay, kinds, count, replicas, stacked=self.stacked
-        )
+            self._options, self._decay, kinds, count, replicas, stacked=self.stacked,
+            fuse_min_size=self.fuse_min_size,
+        )  # fmt: skip
 
     def _learning_rate(self, count: int):
         return core.learning_rate(self.reference, count)
