@@ -479,3 +479,34 @@ def test_jax_fuses_variables_from_fuse_min_size_on():
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="fuse_min_size must be an integer"):
             xj.optimizer({"class_name": "Adam", "config": {}}, fuse_min_size=bad)
+
+
+def test_jax_warns_and_traces_plainly_when_xla_cannot_fuse_siblings():
+    """A process whose JAX backend exists before optcheck.adapters.xla sets its XLA
+    options gets the plain trace (same values) and a warning naming the fix."""
+    pytest.importorskip("jax")
+    script = textwrap.dedent(
+        """
+        import os, warnings
+        os.environ.pop("XLA_FLAGS", None)
+        import jax
+        jax.devices()  # the CPU backend now exists, without multi-output fusion
+        from optcheck.adapters.xla import jax_backend as xj
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert xj.OPS.barrier is None
+        assert any("import optcheck.adapters.xla before using JAX" in str(w.message)
+                   for w in caught), [str(w.message) for w in caught]
+        opt = xj.optimizer({"class_name": "SGD", "config": {"learning_rate": 0.5}},
+                           fuse_min_size=0)
+        params = [xj.jnp.ones((4,), xj.jnp.float32)]
+        state = opt.init(params)
+        params, state = opt.update([xj.jnp.ones((4,), xj.jnp.float32)], state, params)
+        assert float(params[0][0]) == 0.5, params
+        print("ok")
+        """
+    )
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-3000:]
