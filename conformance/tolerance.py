@@ -36,7 +36,11 @@ operation differently, libm calls included (reference/dtypes.py, ``monte_carlo``
 The perturbed run also flushes subnormal magnitudes of the dtype under test to zero,
 as XLA:CPU, TensorFlow's CPU kernels and GPUs do: a subnormal intermediate (a tiny
 gradient times a global-norm scale) that IEEE arithmetic keeps and flush-to-zero
-arithmetic drops can be amplified by a later division (RMSprop's ``1/sqrt(ε)``).
+arithmetic drops can be amplified by a later division (RMSprop's ``1/sqrt(ε)``). A
+narrower value is flushed below its own smallest normal, the input of a cast included:
+the float32 learning rate of a float64 step, when it is a float32 subnormal, is zero on
+such hardware (XLA:CPU, found by the suite on the jax adapter, Keras 3 with a cosine
+schedule decaying to 1.2e-38).
 The first gives the golden's own rounding error ``E_g = max|golden − oracle|``; the
 second ``S = max|oracle − perturbed oracle|``, which grows with the cancellation the
 step suffers (two ``pow`` results subtracted in Ftrl) and jumps where a rounding-sized

@@ -99,7 +99,10 @@ def cast_scalar(value, dtype, via=FLOATX) -> np.ndarray:
 
 def cast(x, dtype) -> np.ndarray:
     """``tf.cast``: round an array to ``dtype`` (nearest, ties to even)."""
-    return wrap(np.asarray(x).astype(dtype))
+    x = np.asarray(x)
+    if _mca and x.dtype.kind == "f":  # flush-to-zero hardware flushes the input first
+        x = _flush(x.view(np.ndarray))
+    return wrap(x.astype(dtype))
 
 
 # -- Monte Carlo arithmetic, for error estimates only ----------------------------------
@@ -144,6 +147,9 @@ def _flush(arr):
     tiny = _mca.get("flush")
     if not tiny:
         return arr
+    # A narrower array (the float32 learning rate of a float64 step) is flushed below
+    # its own smallest normal, as flush-to-zero hardware does with every float32 value.
+    tiny = max(tiny, float(finfo(arr.dtype).tiny))
     return np.where(np.abs(arr) < tiny, np.copysign(np.zeros_like(arr), arr), arr)
 
 

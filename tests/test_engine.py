@@ -158,6 +158,32 @@ def test_nan_is_accepted_where_the_flush_to_zero_oracle_is_nan():
         True, True, False]  # fmt: skip
 
 
+def test_a_flushed_float32_learning_rate_is_a_valid_execution_of_a_float64_step():
+    """Flush-to-zero hardware flushes the float32 learning rate of a float64 step when
+    it is a float32 subnormal: the update vanishes. The perturbed oracle flushes every
+    value below its own dtype's smallest normal, so that execution conforms; an update
+    far larger than the one flushing removes still deviates."""
+    lr = float(np.float32(1e-39))  # a float32 subnormal
+    s = scenario("SGD", "float64", {"learning_rate": lr}, steps=1)
+    s.initial_values = [v * 1e-39 for v in s.initial_values]  # the update is visible
+    with dtypes.monte_carlo(1e-16, flush=tol.smallest_normal("float64")):
+        assert float(dtypes.wrap(np.asarray([lr], np.float32))[0]) == 0.0
+        assert float(dtypes.wrap(np.asarray([lr], np.float64))[0]) == lr
+
+    def unchanged(step, obs):  # the variables as they were: lr flushed to zero
+        return Observation([np.asarray(v) for v in s.initial_values], obs.iterations,
+                           obs.learning_rate, obs.slots, obs.applied)  # fmt: skip
+
+    assert check(s, Tampered(unchanged)) is None
+
+    def hundredfold(step, obs):  # an update 100 times too large
+        return Observation([100 * np.asarray(v) - 99 * np.asarray(v0) for v, v0
+                            in zip(obs.variables, s.initial_values, strict=True)],
+                           obs.iterations, obs.learning_rate, obs.slots, obs.applied)  # fmt: skip
+
+    assert check(s, Tampered(hundredfold)) is not None
+
+
 def test_resync_finds_the_first_bad_step_of_a_compounding_drift():
     s = scenario("SGD", "float64", {"learning_rate": 0.1}, steps=6)
 
