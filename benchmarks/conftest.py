@@ -63,12 +63,13 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    # optcheck's XLA options (multi-output fusion on XLA:CPU) must be in XLA_FLAGS
-    # before any library creates its XLA backend: the roof probes JAX first. The peers
-    # that use XLA (optax) run in this process, so with the same options.
-    from optcheck.adapters.xla import set_xla_flags
+    # optcheck's XLA options, with XLA:CPU's multi-output fusion (opt-in: it aborts on
+    # scatters, which no benchmark has), must be in XLA_FLAGS before any library creates
+    # its XLA backend: the roof probes JAX first. The peers that use XLA (optax) run in
+    # this process, so with the same options (recorded: ``xla_flags``).
+    from optcheck.adapters.xla import CPU_FUSION, set_xla_flags
 
-    set_xla_flags()
+    set_xla_flags(CPU_FUSION)
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     config.stash[_RECORDS] = _Records(config.getoption("--bench-records", None))

@@ -414,14 +414,41 @@ def _spec(name, config):
     return {"class_name": name, "config": {"learning_rate": 0.01, **config}}
 
 
-@pytest.mark.parametrize("profile", PROFILES)
-@pytest.mark.parametrize(("name", "config"), FUSED_SPECS)
-def test_jax_fused_step_is_one_loop_per_variable(name, config, profile):
-    """XLA writes each variable's parameter and slots (and average) in one loop: the
-    plain trace takes one loop per array written (core._fused_tail)."""
+def _python(script: str, **env) -> subprocess.CompletedProcess:
+    """Run ``script`` in a fresh Python at the repository root: XLA options only take
+    effect before a process's first XLA backend."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    environ = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", CPU_FUSION_ENV)}
+    environ.update(JAX_PLATFORMS="cpu", **env)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=environ,
+                          capture_output=True, text=True, timeout=600, cwd=root)  # fmt: skip
+
+
+CPU_FUSION_ENV = "OPTCHECK_XLA_CPU_FUSION"
+
+
+def test_jax_fused_step_is_one_loop_per_variable():
+    """With XLA:CPU's multi-output fusion (opt-in), XLA writes each variable's
+    parameter and slots (and average) in one loop, for every element-wise optimizer with
+    EMA, weight decay and global clipping, in both profiles: the plain trace takes one
+    loop per array written (core._fused_tail)."""
     pytest.importorskip("jax")
-    _, hlo = steps_jax(_spec(name, config), profile, fused=True)
-    assert _loops_writing(hlo, (8, 16)) == 1, hlo[hlo.index("ENTRY"):]
+    done = _python(
+        """
+        from tests.test_xla import FUSED_SPECS, PROFILES, _loops_writing, _spec, steps_jax
+        bad = []
+        for name, config in FUSED_SPECS:
+            for profile in PROFILES:
+                _, hlo = steps_jax(_spec(name, config), profile, fused=True)
+                loops = _loops_writing(hlo, (8, 16))
+                if loops != 1:
+                    bad.append(f"{name} {config} {profile}: {loops} loops")
+        print("\\n".join(bad) or "ok", len(FUSED_SPECS) * len(PROFILES))
+        """,
+        **{CPU_FUSION_ENV: "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == f"ok {len(FUSED_SPECS) * len(PROFILES)}", done.stdout
 
 
 def test_jax_fused_step_computes_the_plain_steps_values():
@@ -431,7 +458,7 @@ def test_jax_fused_step_computes_the_plain_steps_values():
     wherever the loop's code allows, which differs between two loop structures (Nadam
     by one ulp) and is a rounding the tolerance policy bounds for every adapter."""
     pytest.importorskip("jax")
-    script = textwrap.dedent(
+    done = _python(
         """
         import numpy as np
         from tests.test_xla import FUSED_SPECS, PROFILES, _spec, steps_jax
@@ -445,12 +472,9 @@ def test_jax_fused_step_computes_the_plain_steps_values():
                         bad.append(f"{name} {config} {profile} output {i}: "
                                    f"max |diff| {np.nanmax(np.abs(a - b))}")
         print("\\n".join(bad) or "ok", len(FUSED_SPECS) * len(PROFILES))
-        """
+        """,
+        XLA_FLAGS="--xla_cpu_max_isa=AVX", **{CPU_FUSION_ENV: "1"},
     )
-    env = dict(os.environ, XLA_FLAGS="--xla_cpu_max_isa=AVX", JAX_PLATFORMS="cpu")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=600, cwd=root)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == f"ok {len(FUSED_SPECS) * len(PROFILES)}", done.stdout
 
@@ -460,35 +484,64 @@ def test_jax_fuses_variables_from_fuse_min_size_on():
     a smaller one in the same step keeps the plain trace's loops; a bad threshold is
     refused when the optimizer is made."""
     pytest.importorskip("jax")
-    from optcheck.adapters.xla import core
-    from optcheck.adapters.xla import jax_backend as xj
+    done = _python(
+        """
+        import pytest
+        from optcheck.adapters.xla import core
+        from optcheck.adapters.xla import jax_backend as xj
+        from tests.test_xla import _loops_writing
+        assert xj.OPS.barrier is not None
+        big = (128, core.FUSE_MIN_SIZE // 128)
+        opt = xj.optimizer({"class_name": "Adam", "config": {}})
+        params = [xj.jnp.ones(big, xj.jnp.float32), xj.jnp.ones((8, 16), xj.jnp.float32)]
+        grads = [xj.jnp.full(p.shape, 0.5, xj.jnp.float32) for p in params]
+        state = opt.init(params)
+        params, state = opt.update(grads, state, params)
+        program = next(iter(opt._programs.values()))
+        hlo = program.lower(opt._hyper, opt._device_learning_rate(0), params, state, grads,
+                            None).compile().as_text()
+        print(_loops_writing(hlo, big), _loops_writing(hlo, (8, 16)) > 1)
+        for bad in (-1, 1.5, True):
+            with pytest.raises(ValueError, match="fuse_min_size must be an integer"):
+                xj.optimizer({"class_name": "Adam", "config": {}}, fuse_min_size=bad)
+        """,
+        **{CPU_FUSION_ENV: "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["1", "True"], done.stdout
 
-    if xj.OPS.barrier is None:
-        pytest.skip("this XLA does not fuse sibling outputs")
-    big = (128, core.FUSE_MIN_SIZE // 128)
-    opt = xj.optimizer({"class_name": "Adam", "config": {}})
-    params = [xj.jnp.ones(big, xj.jnp.float32), xj.jnp.ones((8, 16), xj.jnp.float32)]
-    grads = [xj.jnp.full(p.shape, 0.5, xj.jnp.float32) for p in params]
-    state = opt.init(params)
-    params, state = opt.update(grads, state, params)
-    program = next(iter(opt._programs.values()))
-    hlo = program.lower(opt._hyper, opt._device_learning_rate(0), params, state, grads,
-                        None).compile().as_text()  # fmt: skip
-    assert _loops_writing(hlo, big) == 1
-    assert _loops_writing(hlo, (8, 16)) > 1
-    for bad in (-1, 1.5, True):
-        with pytest.raises(ValueError, match="fuse_min_size must be an integer"):
-            xj.optimizer({"class_name": "Adam", "config": {}}, fuse_min_size=bad)
+
+def test_cpu_fusion_is_opt_in_and_scatters_compile_by_default():
+    """optcheck never sets XLA:CPU's multi-output fusion silently: it aborts the
+    process on a program with a scatter beside another use of its operand (jaxlib
+    0.10.2). Importing the backend leaves a user's scatter working and traces the plain
+    step; with the opt-in the same step is one loop."""
+    pytest.importorskip("jax")
+    done = _python(
+        """
+        import os
+        from optcheck.adapters.xla import CPU_FUSION, jax_backend as xj
+        import jax, jax.numpy as jnp
+        assert CPU_FUSION not in os.environ.get("XLA_FLAGS", ""), os.environ["XLA_FLAGS"]
+        x = jnp.ones((8, 4))
+        y, z = jax.jit(lambda x, i, v: (x.at[i].add(v), x * 2.0))(
+            x, jnp.array([1, 3]), jnp.ones((2, 4)))
+        assert float(y.sum()) == 40.0 and float(z.sum()) == 64.0
+        print(xj.OPS.barrier is None)
+        """
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["True"], done.stdout
 
 
 def test_jax_warns_and_traces_plainly_when_xla_cannot_fuse_siblings():
-    """A process whose JAX backend exists before optcheck.adapters.xla sets its XLA
-    options gets the plain trace (same values) and a warning naming the fix."""
+    """With the opt-in, a process whose JAX backend exists before optcheck.adapters.xla
+    sets its XLA options gets the plain trace (same values) and a warning naming the
+    fix."""
     pytest.importorskip("jax")
-    script = textwrap.dedent(
+    done = _python(
         """
-        import os, warnings
-        os.environ.pop("XLA_FLAGS", None)
+        import warnings
         import jax
         jax.devices()  # the CPU backend now exists, without multi-output fusion
         from optcheck.adapters.xla import jax_backend as xj
@@ -504,9 +557,7 @@ def test_jax_warns_and_traces_plainly_when_xla_cannot_fuse_siblings():
         params, state = opt.update([xj.jnp.ones((4,), xj.jnp.float32)], state, params)
         assert float(params[0][0]) == 0.5, params
         print("ok")
-        """
+        """,
+        **{CPU_FUSION_ENV: "1"},
     )
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-3000:]

@@ -8,6 +8,7 @@ dtype it wants: the core never relies on either library's type promotion.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import warnings
 
@@ -52,19 +53,21 @@ class JaxOps:
     @functools.cached_property
     def barrier(self):
         """``jax.lax.optimization_barrier`` over a list, or None where XLA does not fuse
-        sibling outputs (XLA:CPU without ``xla_cpu_use_multi_output_fusion``): the
-        core's one-loop-per-variable step relies on that fusion."""
+        sibling outputs (XLA:CPU without the opt-in ``CPU_FUSION`` option): the core's
+        one-loop-per-variable step relies on that fusion."""
         import jax
 
         x = self.np.zeros((8, 128), self.np.float32)
         if not fuses_siblings(jax.jit(sibling_probe).lower(x, x).compile().as_text()):
-            if x.devices().pop().platform == "cpu":
+            from . import CPU_FUSION, CPU_FUSION_ENV
+
+            if os.environ.get(CPU_FUSION_ENV) == "1" and x.devices().pop().platform == "cpu":
                 warnings.warn(
-                    "XLA:CPU does not fuse sibling outputs in this process: JAX created its "
-                    "CPU backend before optcheck.adapters.xla added "
-                    "--xla_backend_extra_options=xla_cpu_use_multi_output_fusion to "
-                    "XLA_FLAGS. The jax optimizer then writes each array in its own loop "
-                    "(slower, same values); import optcheck.adapters.xla before using JAX.",
+                    f"{CPU_FUSION_ENV}=1 but XLA:CPU does not fuse sibling outputs in this "
+                    f"process: JAX created its CPU backend before optcheck.adapters.xla "
+                    f"added {CPU_FUSION} to XLA_FLAGS. The jax optimizer writes each array "
+                    "in its own loop (slower, same values); import optcheck.adapters.xla "
+                    "before using JAX.",
                     RuntimeWarning,
                     stacklevel=2,
                 )
