@@ -561,3 +561,49 @@ def test_jax_warns_and_traces_plainly_when_xla_cannot_fuse_siblings():
         **{CPU_FUSION_ENV: "1"},
     )
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-3000:]
+
+
+def test_tf_fused_step_computes_the_plain_steps_values():
+    """TensorFlow with the opt-in fusion: the one-loop-per-variable step (every
+    variable fused) gives the plain XLA trace's values bit for bit, without FMA as for
+    JAX, for the element-wise optimizers with EMA and global clipping."""
+    pytest.importorskip("tensorflow")
+    done = _python(
+        """
+        import numpy as np
+        import tensorflow as tf
+        from optcheck.adapters.xla import tf_backend as xt
+        from optcheck.adapters.xla.ops import TfOps
+        from tests.test_xla import FUSED_SPECS, _spec
+        assert xt.OPS[True].barrier is not None
+        def run(spec, fused):
+            rng = np.random.default_rng(1)
+            shapes = [(8, 16), (5,)]
+            opt = xt.Optimizer.from_spec(spec)
+            if not fused:
+                opt._ops = TfOps()
+                opt._ops.unique_sum = xt.OPS[True].unique_sum
+            opt.fuse_min_size = 0
+            vs = [tf.Variable(rng.normal(size=s).astype(np.float32)) for s in shapes]
+            for _ in range(3):
+                gs = [tf.constant(rng.normal(size=s).astype(np.float32)) for s in shapes]
+                opt.apply_gradients(zip(gs, vs))
+            out = [v.numpy() for v in vs]
+            for slots in opt._slots:
+                out += [slots[n].numpy() for n in sorted(slots)]
+            return out
+        bad, n = [], 0
+        for name, config in FUSED_SPECS:
+            if config.get("weight_decay"):
+                continue
+            n += 1
+            spec = _spec(name, config)
+            for i, (a, b) in enumerate(zip(run(spec, True), run(spec, False), strict=True)):
+                if not np.array_equal(a, b, equal_nan=True):
+                    bad.append(f"{name} {config} output {i}")
+        print("\\\\n".join(bad) or "ok", n)
+        """,
+        XLA_FLAGS="--xla_cpu_max_isa=AVX", **{CPU_FUSION_ENV: "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().startswith("ok "), done.stdout
