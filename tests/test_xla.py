@@ -427,28 +427,40 @@ def _python(script: str, **env) -> subprocess.CompletedProcess:
 CPU_FUSION_ENV = "OPTCHECK_XLA_CPU_FUSION"
 
 
+def _each_fused_spec(check: str, **env) -> None:
+    """Run ``check`` — statements that append a message to ``bad`` for a failure, with
+    ``name``, ``config``, ``profile`` and ``spec`` bound — for every spec of
+    :data:`FUSED_SPECS` in both profiles, in a fresh process with the opt-in fusion;
+    assert that none failed."""
+    script = (
+        "import numpy as np\n"
+        "from tests.test_xla import FUSED_SPECS, PROFILES, _loops_writing, _spec, steps_jax\n"
+        "bad = []\n"
+        "for name, config in FUSED_SPECS:\n"
+        "    for profile in PROFILES:\n"
+        "        spec = _spec(name, config)\n"
+        + textwrap.indent(textwrap.dedent(check).strip() + "\n", " " * 8)
+        + "print('\\n'.join(bad) or 'ok', len(FUSED_SPECS) * len(PROFILES))\n"
+    )
+    done = _python(script, **{CPU_FUSION_ENV: "1"}, **env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == f"ok {len(FUSED_SPECS) * len(PROFILES)}", done.stdout
+
+
 def test_jax_fused_step_is_one_loop_per_variable():
     """With XLA:CPU's multi-output fusion (opt-in), XLA writes each variable's
     parameter and slots (and average) in one loop, for every element-wise optimizer with
     EMA, weight decay and global clipping, in both profiles: the plain trace takes one
     loop per array written (core._fused_tail)."""
     pytest.importorskip("jax")
-    done = _python(
+    _each_fused_spec(
         """
-        from tests.test_xla import FUSED_SPECS, PROFILES, _loops_writing, _spec, steps_jax
-        bad = []
-        for name, config in FUSED_SPECS:
-            for profile in PROFILES:
-                _, hlo = steps_jax(_spec(name, config), profile, fused=True)
-                loops = _loops_writing(hlo, (8, 16))
-                if loops != 1:
-                    bad.append(f"{name} {config} {profile}: {loops} loops")
-        print("\\n".join(bad) or "ok", len(FUSED_SPECS) * len(PROFILES))
-        """,
-        **{CPU_FUSION_ENV: "1"},
+        _, hlo = steps_jax(spec, profile, fused=True)
+        loops = _loops_writing(hlo, (8, 16))
+        if loops != 1:
+            bad.append(f"{name} {config} {profile}: {loops} loops")
+        """
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip() == f"ok {len(FUSED_SPECS) * len(PROFILES)}", done.stdout
 
 
 def test_jax_fused_step_computes_the_plain_steps_values():
@@ -458,25 +470,17 @@ def test_jax_fused_step_computes_the_plain_steps_values():
     wherever the loop's code allows, which differs between two loop structures (Nadam
     by one ulp) and is a rounding the tolerance policy bounds for every adapter."""
     pytest.importorskip("jax")
-    done = _python(
+    _each_fused_spec(
         """
-        import numpy as np
-        from tests.test_xla import FUSED_SPECS, PROFILES, _spec, steps_jax
-        bad = []
-        for name, config in FUSED_SPECS:
-            for profile in PROFILES:
-                fused, _ = steps_jax(_spec(name, config), profile, fused=True)
-                plain, _ = steps_jax(_spec(name, config), profile, fused=False)
-                for i, (a, b) in enumerate(zip(fused, plain, strict=True)):
-                    if not np.array_equal(a, b, equal_nan=True):
-                        bad.append(f"{name} {config} {profile} output {i}: "
-                                   f"max |diff| {np.nanmax(np.abs(a - b))}")
-        print("\\n".join(bad) or "ok", len(FUSED_SPECS) * len(PROFILES))
+        fused, _ = steps_jax(spec, profile, fused=True)
+        plain, _ = steps_jax(spec, profile, fused=False)
+        for i, (a, b) in enumerate(zip(fused, plain, strict=True)):
+            if not np.array_equal(a, b, equal_nan=True):
+                bad.append(f"{name} {config} {profile} output {i}: "
+                           f"max |diff| {np.nanmax(np.abs(a - b))}")
         """,
-        XLA_FLAGS="--xla_cpu_max_isa=AVX", **{CPU_FUSION_ENV: "1"},
+        XLA_FLAGS="--xla_cpu_max_isa=AVX",
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip() == f"ok {len(FUSED_SPECS) * len(PROFILES)}", done.stdout
 
 
 def test_jax_fuses_variables_from_fuse_min_size_on():
