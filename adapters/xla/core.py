@@ -31,6 +31,13 @@ HYPER = (
 )  # fmt: skip
 
 
+#: Default :attr:`Static.fuse_min_size`: 2¹⁴ elements (64 KiB of float32). Below it a
+#: variable's arrays sit in the cache, a step costs its per-array overhead rather than
+#: its bandwidth, and each copy of the tail would only add tracing and compile time
+#: (1000 variables of 10⁴ elements: TensorFlow's compilation 48 s → 140 s, no faster).
+FUSE_MIN_SIZE = 1 << 14
+
+
 @dataclass(frozen=True)
 class Sparse:
     """An IndexedSlices gradient: rows ``values`` at ``indices`` of a ``shape`` tensor."""
@@ -69,7 +76,7 @@ class Static:
     #: ``live`` (gradient present) and ``decay`` (see :mod:`.buckets`).
     stacked: bool = False
     #: Variables of at least this many elements get one loop each (``_fused_tail``).
-    fuse_min_size: int = 1 << 14  # FUSE_MIN_SIZE
+    fuse_min_size: int = FUSE_MIN_SIZE
 
     def option(self, name, default=None):
         return dict(self.options).get(name, default)
@@ -572,13 +579,6 @@ def step(
 # ---------------------------------------------------------------------------------------
 # one loop per variable
 # ---------------------------------------------------------------------------------------
-#: Default :attr:`Static.fuse_min_size`: 2¹⁴ elements (64 KiB of float32). Below it a
-#: variable's arrays sit in the cache, a step costs its per-array overhead rather than
-#: its bandwidth, and each copy of the tail would only add tracing and compile time
-#: (1000 variables of 10⁴ elements: TensorFlow's compilation 48 s → 140 s, no faster).
-FUSE_MIN_SIZE = 1 << 14
-
-
 def fuse_min_size_of(value) -> int:
     """A ``fuse_min_size`` argument checked (None: :data:`FUSE_MIN_SIZE`)."""
     if value is None:

@@ -64,7 +64,7 @@ import tensorflow as tf  # noqa: E402
 from optcheck.reference import optimizers as reference_optimizers  # noqa: E402
 
 from . import core  # noqa: E402
-from .ops import TfOps, sibling_probe, fuses_siblings  # noqa: E402
+from .ops import TfOps, fuses_siblings, sibling_probe  # noqa: E402
 
 
 class XlaTfOps(TfOps):
