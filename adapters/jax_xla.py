@@ -93,9 +93,9 @@ class JaxSession(Session):
         s = self._scenario
         if s.exclude_names:
             reference._exclude_from_weight_decay_names = list(s.exclude_names)
-        # fuse_min_size=0: the suite's small variables take the one-loop-per-variable
-        # trace that large ones take by default (the plain trace computes the same
-        # values: tests/test_xla.py).
+        # fuse_min_size=0: where the fusion is on, the suite's small variables take the
+        # one-loop-per-variable trace that large ones take by default (the plain trace
+        # computes the same values: tests/test_xla.py).
         self._opt = self._xj.Optimizer(reference, stacked=self._stack is not None,
                                        fuse_min_size=0)  # fmt: skip
         self._state = None
