@@ -229,6 +229,15 @@ VARIANTS: list[Variant] = [
         lambda s: bool(s.config.get("clipnorm")) and _several(s),
     ),
     Variant(
+        "clip_division=reciprocal",
+        "clipnorm divides by max(N, c) as a multiplication by its reciprocal, "
+        "(t·c)·(1/max(N, c)): an ulp apart, and clipped gradients that cancel exactly "
+        "in Keras leave an ulp",
+        "XLA's algebraic simplifier (division by a broadcast value)",
+        {"clip_division": "reciprocal"},
+        lambda s: bool(s.config.get("clipnorm")),
+    ),
+    Variant(
         "clip_norm_epsilon=1e-6",
         "norm clipping scales by min(1, c/(N + 1e-6)) instead of c/max(N, c)",
         "torch.nn.utils.clip_grad_norm_",

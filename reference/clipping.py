@@ -33,13 +33,18 @@ def _rewrap(g, values):
     return g.with_values(values) if isinstance(g, IndexedSlices) else values
 
 
-def clip_by_norm(g, clip_norm):
-    """Per-tensor clipping: ``(t·c) / max(sqrt(Σt²), c)`` in the gradient dtype."""
+def clip_by_norm(g, clip_norm, division="divide"):
+    """Per-tensor clipping: ``(t·c) / max(sqrt(Σt²), c)`` in the gradient dtype
+    (``division="reciprocal"``: ``(t·c)·(1/max(…))``, XLA's rewrite)."""
     t = _values(g)
     c = dtypes.const(clip_norm, t.dtype)
     l2sum = np.sum(t * t, keepdims=True)
     l2norm = np.where(l2sum > 0, np.sqrt(np.where(l2sum > 0, l2sum, 1)), l2sum).astype(t.dtype)
-    return _rewrap(g, ((t * c) / np.maximum(l2norm, c)).astype(t.dtype))
+    scaled = t * c  # before the divisor: the Monte Carlo draws keep Keras's order
+    divisor = np.maximum(l2norm, c)
+    if division == "reciprocal":
+        return _rewrap(g, (scaled * (dtypes.const(1, t.dtype) / divisor)).astype(t.dtype))
+    return _rewrap(g, (scaled / divisor).astype(t.dtype))
 
 
 def clip_with_epsilon(grads, clip_norm, epsilon, form="squared"):

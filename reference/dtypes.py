@@ -139,8 +139,11 @@ def _perturb(result):
     if not _mca or arr.dtype.kind != "f":
         return arr.view(_Perturbed) if _mca else arr
     size, rng = _mca["size"], _mca["rng"]
-    delta = rng.uniform(-size, size, size=arr.shape)
-    return _flush(arr * (1 + delta).astype(arr.dtype)).view(_Perturbed)
+    # 1 + δ is formed in the result's own precision: in float64, a δ of a few 2⁻⁵³
+    # would round to a handful of values, and two operands drawing the same one
+    # would cancel exactly where another rounding would not.
+    delta = rng.uniform(-size, size, size=arr.shape).astype(arr.dtype)
+    return _flush(arr * (1 + delta)).view(_Perturbed)
 
 
 def _flush(arr):

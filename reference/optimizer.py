@@ -771,7 +771,9 @@ class Optimizer:
                 return clipping.clip_by_global_norm(
                     grads, self.clipnorm, self.profile.global_norm_form
                 )
-            return [None if g is None else clipping.clip_by_norm(g, self.clipnorm) for g in grads]
+            division = self.profile.clip_division
+            return [None if g is None else clipping.clip_by_norm(g, self.clipnorm, division)
+                    for g in grads]  # fmt: skip
         if self.global_clipnorm and self.global_clipnorm > 0:
             return clipping.clip_by_global_norm(
                 grads, self.global_clipnorm, self.profile.global_norm_form

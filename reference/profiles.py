@@ -163,6 +163,9 @@ class Profile:
     #: ε > 0: clipping scales by min(1, c/(N + ε)) (torch ``clip_grad_norm_``, ε = 1e-6)
     #: instead of c/max(N, c).
     clip_norm_epsilon: float = 0.0
+    #: clipnorm's division by max(N, c): ``"divide"`` (Keras), or ``"reciprocal"``,
+    #: (t·c)·(1/max(N, c)), the rewrite XLA applies to a division by a broadcast value.
+    clip_division: str = "divide"
     #: The step a schedule is evaluated at: ``iterations + schedule_offset``.
     schedule_offset: int = 0
     #: SGD momentum: ``"velocity"`` (Keras: m ← μ·m − lr·g, v ← v + m) or
