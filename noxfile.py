@@ -8,9 +8,9 @@ nox.options.reuse_existing_virtualenvs = True
 
 @nox.session
 def tests(session):
-    """The test suite (what CI runs: with JAX, optax and torch, so the jax, optax and torch
-    adapters are tested; TensorFlow's tests skip without it)."""
-    session.install(".[test,jax,torch]")
+    """The test suite (what CI runs: with Keras 3, JAX, optax and torch, so every adapter
+    but TensorFlow's is tested; TensorFlow's tests skip without it)."""
+    session.install(".[test,keras,jax,torch]")
     session.run("python", "-m", "pytest", *session.posargs)
 
 
