@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from optcheck.conformance.scenario import Scenario
-from optcheck.reference import Variable
+from optcheck.reference import PerReplica, Variable
 
 
 def k3_golden_trajectory(optimizer, dtype, steps=5):
@@ -98,3 +98,18 @@ def three_variable_scenario(optimizer, config, dtype="float32", profile="keras2"
     grads = [arrays(10 + i, *shapes, dtype=dtype) for i in range(steps)]
     return Scenario(optimizer, config, profile, dtype, arrays(1, *shapes, dtype=dtype), grads,
                     **options)  # fmt: skip
+
+
+def cancelling_clipped_replicas(dtype="float16") -> Scenario:
+    """Keras 3 Adamax, two replicas of a scalar's gradient (−5.97, 1.48), each clipped to
+    norm 1 before the sum: exactly −1 and 1 with a division, so the sum is 0 and, in
+    float16, 0/((1 − β1)·ε) is 0/0 because the denominator underflows. Multiplying by
+    the reciprocal of the norm leaves an ulp and a finite step (found on the jax
+    adapter)."""
+    d = np.dtype(dtype)
+    return Scenario(
+        optimizer="Adamax", config={"clipnorm": 1.0}, profile="keras3", dtype=dtype,
+        initial_values=[np.asarray(-0.0, d)],
+        steps=[[PerReplica((np.asarray(-5.96875, d), np.asarray(1.4765625, d)))]],
+        needs=("clipnorm", "replicas"),
+    )  # fmt: skip

@@ -14,6 +14,8 @@ from optcheck.conformance import tolerance as tol
 from optcheck.conformance.scenario import Scenario
 from optcheck.reference.sparse import PerReplica
 
+from .helpers import cancelling_clipped_replicas
+
 VARIANTS = {v.name: v for v in diagnosis.VARIANTS}
 EXP = {"class_name": "ExponentialDecay",
        "config": {"initial_learning_rate": 0.1, "decay_steps": 1, "decay_rate": 0.5}}  # fmt: skip
@@ -56,14 +58,7 @@ CASES = {
     "clipnorm_scope=global": _two("SGD", {"clipnorm": 1.0},
                                   [([0.6, 0.8], [0.5]), ([0.3, 0.0], [2.0])]),
     "clip_norm_epsilon=1e-6": _scenario("SGD", {"clipnorm": 1e-5}, [[3e-5, 4e-5]]),
-    # clipped to exactly −1 and 1, the replicas cancel: 0/0 in float16 (found on the jax
-    # adapter, whose XLA multiplies by the reciprocal and takes a finite step)
-    "clip_division=reciprocal": Scenario(
-        optimizer="Adamax", config={"clipnorm": 1.0}, profile="keras3", dtype="float16",
-        initial_values=[np.float16(-0.0).reshape(())],
-        steps=[[PerReplica((np.float16(-5.96875).reshape(()),
-                            np.float16(1.4765625).reshape(())))]],
-        needs=("clipnorm", "replicas")),  # fmt: skip
+    "clip_division=reciprocal": cancelling_clipped_replicas(),
     "clip_order": Scenario(optimizer="SGD", config={"clipnorm": 1.0}, profile="keras2",
                            dtype="float64", initial_values=[np.zeros(2)], steps=REPLICAS,
                            needs=("replicas",)),

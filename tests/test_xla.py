@@ -16,10 +16,13 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from optcheck.adapters.numpy_reference import ReferenceAdapter
 from optcheck.conformance import engine
 from optcheck.conformance.features import features_for
 from optcheck.conformance.strategies import scenarios
 from optcheck.reference.optimizers import MODULES
+
+from .helpers import cancelling_clipped_replicas
 
 PROFILES = ("keras2", "keras3")
 SETTINGS = settings(
@@ -127,6 +130,17 @@ def test_jax_runs_on_the_gpu(jax_adapter):
     state = opt.init(params)
     params, state = opt.update([xj.jnp.ones((8,), xj.jnp.float32)], state, params)
     assert params[0].devices().pop().platform == "gpu"
+
+
+@pytest.mark.parametrize("backend", ["jax_adapter", "tf_adapter"])
+def test_clipped_replicas_that_cancel_in_keras_cancel_here(backend, request):
+    """clipnorm's division by the norm is not XLA's multiplication by the reciprocal in
+    16-bit types (core._by_broadcast): Keras 3's float16 Adamax gives 0/0 and so do we."""
+    adapter = request.getfixturevalue(backend)
+    scenario = cancelling_clipped_replicas()
+    assert np.isnan(ReferenceAdapter().open(scenario).step(scenario.steps[0]).variables[0])
+    found = engine.check(scenario, adapter)
+    assert found is None, f"{adapter.name} deviates: {found}"
 
 
 # -- TensorFlow -----------------------------------------------------------------------

@@ -265,7 +265,7 @@ def clip(ctx, values):
             positive = l2sum > ops.zeros_like(l2sum)
             safe = ops.where(positive, l2sum, ops.constant(1, ops.dtype(v)))
             l2norm = ops.where(positive, ops.sqrt(safe), l2sum)
-            return lambda t: (t * c) / ops.maximum(l2norm, c)
+            return lambda t: _by_broadcast(ops, t * c, ops.maximum(l2norm, c))
 
         return [by_norm(v) for v in values]
     if kind == "value":
@@ -1034,20 +1034,22 @@ def _mean(ops, x, axis=None, keepdims=False):
     return ops.cast(ops.mean(ops.cast(x, wide), axis=axis, keepdims=keepdims), dtype)
 
 
-def _by_row(ops, x, row):
-    """``x / row`` for a ``row`` broadcast along the last axis.
+def _by_broadcast(ops, x, divisor):
+    """``x / divisor`` for a ``divisor`` broadcast to ``x`` (a row, a tensor's norm).
 
-    XLA rewrites ``a / broadcast(b)`` as ``a * broadcast(1 / b)``; in 16-bit types
-    ``1 / b`` overflows for a small ``b`` (1 / 8e-6 > float16 max) where ``a / b`` is
-    finite. The quotient is taken in float32 and rounded back: float32's 24 bits
-    (≥ 2·11 + 2) make that one rounding as good as a float16 division, and the
-    reciprocal's extra float32 rounding is inside the operation count of the
-    tolerance policy.
+    XLA rewrites ``a / broadcast(b)`` as ``a * broadcast(1 / b)``. In 16-bit types that
+    is more than one rounding apart: ``1 / b`` overflows for a small ``b`` (1 / 8e-6 >
+    float16 max) where ``a / b`` is finite, and an exact quotient (a clipped gradient
+    ``−5.97 / 5.97``) comes out an ulp off, so clipped replicas that cancel in Keras
+    leave an ulp (0/0 in Keras 3's float16 Adamax, a finite step here). The quotient is
+    taken in float32 and rounded back: float32's 24 bits (≥ 2·11 + 2) make that one
+    rounding as good as a float16 division, and the reciprocal's extra float32 rounding
+    is inside the operation count of the tolerance policy.
     """
     dtype = ops.dtype(x)
     if dtype in ("float16", "bfloat16"):
-        return ops.cast(ops.cast(x, "float32") / ops.cast(row, "float32"), dtype)
-    return x / row
+        return ops.cast(ops.cast(x, "float32") / ops.cast(divisor, "float32"), dtype)
+    return x / divisor
 
 
 def _rms(ops, x):
@@ -1072,7 +1074,7 @@ def adafactor(ctx, g, var, s, glob):
         r = beta_2_t * s["r"] + one_minus_beta_2_t * _mean(ops, regulated, -1)
         c = beta_2_t * s["c"] + one_minus_beta_2_t * _mean(ops, regulated, -2)
         s["r"], s["c"] = r, c
-        s["v"] = ops.expand_dims(_by_row(ops, r, _mean(ops, r, -1, keepdims=True)), -1) * (
+        s["v"] = ops.expand_dims(_by_broadcast(ops, r, _mean(ops, r, -1, keepdims=True)), -1) * (
             ops.expand_dims(c, -2)
         )
     else:
