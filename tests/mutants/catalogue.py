@@ -667,8 +667,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "clipnorm_applied_globally",
         "optimizer.py",
-        "            return [None if g is None else clipping.clip_by_norm(g, self.clipnorm) "
-        "for g in grads]",
+        "            return [None if g is None else clipping.clip_by_norm(g, self.clipnorm, "
+        "division)\n                    for g in grads]  # fmt: skip",
         "            return clipping.clip_by_global_norm(grads, self.clipnorm, "
         "self.profile.global_norm_form)",
         "clipnorm clips by the global norm of all gradients (torch clip_grad_norm_) instead "
@@ -717,8 +717,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "clip_by_norm_always_rescales",
         "clipping.py",
-        "    return _rewrap(g, ((t * c) / np.maximum(l2norm, c)).astype(t.dtype))",
-        "    return _rewrap(g, ((t * c) / l2norm).astype(t.dtype))",
+        "    return _rewrap(g, (scaled / divisor).astype(t.dtype))",
+        "    return _rewrap(g, (scaled / l2norm).astype(t.dtype))",
         "clip_by_norm rescales every gradient to norm c (normalises) instead of only those "
         "above c",
         features=("clipnorm",),
@@ -736,10 +736,10 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "clipvalue_applied_with_clipnorm",
         "optimizer.py",
-        "            return [None if g is None else clipping.clip_by_norm(g, self.clipnorm) "
-        "for g in grads]",
-        "            grads = [None if g is None else clipping.clip_by_norm(g, self.clipnorm) "
-        "for g in grads]",
+        "            return [None if g is None else clipping.clip_by_norm(g, self.clipnorm, "
+        "division)",
+        "            grads = [None if g is None else clipping.clip_by_norm(g, self.clipnorm, "
+        "division)",
         "clipvalue applied as well when clipnorm is set (Keras 2 ignores it: exactly one "
         "clipping transform)",
         profiles=("keras2",),
