@@ -18,6 +18,7 @@ another order): the conformance tolerance bounds those like any other rounding.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from optcheck.reference.profiles import get_profile
@@ -565,9 +566,7 @@ def step(
     flow = Flow(ctx, params, slots, glob, grads)
     before, after = split_pipeline(static.profile)
     names = after if aggregated else before + after
-    if not fuses_outputs(ops, static) or not any(
-        _size(ops, p) >= static.fuse_min_size for p in flow.params
-    ):
+    if not fuses_outputs(ops, static) or not any(_fused(ops, static, p) for p in flow.params):
         run_stages(flow, names, aggregate)
         return flow.params, flow.slots, flow.glob
     head, tail = split_tail(names)
@@ -588,11 +587,9 @@ def fuse_min_size_of(value) -> int:
     return value
 
 
-def _size(ops, x) -> int:
-    size = 1
-    for d in ops.shape(x):
-        size *= int(d)
-    return size
+def _fused(ops, static: Static, x) -> bool:
+    """Whether variable ``x`` gets its own loop: at least ``fuse_min_size`` elements."""
+    return math.prod(int(d) for d in ops.shape(x)) >= static.fuse_min_size
 
 
 #: Stages that change each variable from its own gradient, slots and scalars only,
@@ -680,7 +677,7 @@ def _fused_tail(flow, tail):
     outputs = [
         ([""] if first.params[i] is not given[i] else [])
         + sorted(k for k, v in first.slots[i].items() if v is not given_slots[i].get(k))
-        if _size(ops, params[i]) >= flow.ctx.static.fuse_min_size
+        if _fused(ops, flow.ctx.static, params[i])
         else []
         for i in range(len(params))
     ]
