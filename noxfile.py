@@ -8,9 +8,9 @@ nox.options.reuse_existing_virtualenvs = True
 
 @nox.session
 def tests(session):
-    """The test suite (what CI runs: with Keras 3, JAX, optax and torch, so every adapter
-    but TensorFlow's is tested; TensorFlow's tests skip without it)."""
-    session.install(".[test,keras,jax,torch]")
+    """The test suite (what CI runs: with TensorFlow, tf-keras, Keras 3, JAX, optax and
+    torch, so every bundled adapter is tested and gated)."""
+    session.install(".[test,tf,keras,jax,torch]")
     session.run("python", "-m", "pytest", *session.posargs)
 
 
@@ -93,8 +93,9 @@ def _selection(selection: dict, adapter: str) -> str:
 
 @nox.session
 def gate(session):
-    """Every bundled adapter against its baseline (baselines/), both profiles, the TensorFlow
-    ones included (tests/test_gating.py; CI runs the others)."""
+    """Every bundled adapter against its baseline (baselines/), both profiles, the full
+    selection (tests/test_gating.py; CI gates each with its ``[ci]`` selection and
+    profiles)."""
     session.install(".[test,tf,keras,jax,torch]")
     session.run("python", "-m", "pytest", "-q", "tests/test_gating.py", *session.posargs,
                 env={"OPTCHECK_GATE_ALL": "1"})  # fmt: skip

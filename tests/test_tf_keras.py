@@ -46,7 +46,7 @@ def adapters():
 def test_factories_load_without_the_library(monkeypatch, name):
     monkeypatch.setitem(sys.modules, "tf_keras", None)  # import fails as if not installed
     info = describe(name)
-    # Without TensorFlow either (CI), the first missing library is named.
+    # Without TensorFlow either, the first missing library is named.
     missing = "tf_keras" if importlib.util.find_spec("tensorflow") else "tensorflow"
     assert not info.available and f"{missing} is not installed" in info.reason
 
