@@ -131,6 +131,13 @@ def _float64_schedule(schedule: dict) -> dict:
     return {**schedule, "config": config}
 
 
+def _repeated_indices(s) -> bool:
+    from optcheck.reference.sparse import IndexedSlices
+
+    return any(isinstance(g, IndexedSlices) and len(set(g.indices.tolist())) < len(g.indices)
+               for grads in s.steps for g in grads)  # fmt: skip
+
+
 def _other_profile(base):
     from optcheck.reference.profiles import KERAS2, KERAS3
 
@@ -194,6 +201,23 @@ VARIANTS: list[Variant] = [
         "optax.nadam (scale_by_adam(nesterov=True), optax/_src/transform.py)",
         {"nadam_schedule_rate": math.inf},
         _optimizer("Nadam"),
+    ),
+    Variant(
+        "nadam_one_minus_beta=python",
+        "Nadam's 1 − β1 and 1 − β2 computed by Python and rounded once to the variable "
+        "dtype (as Keras's Adam does); Keras's Nadam casts β and subtracts in the dtype",
+        "Keras 3's torch backend (keras/src/backend/torch/optimizers/torch_nadam.py)",
+        {"nadam_one_minus_beta": "python"},
+        _optimizer("Nadam"),
+    ),
+    Variant(
+        "sparse_gradients=keep_duplicates",
+        "repeated indices of a sparse gradient are not summed before the update: "
+        "non-linear terms see each row (Adam's v gains Σg_i², not (Σg_i)²); Keras ≥ 2.10 "
+        "sums them first",
+        "Keras 2.9; Keras 3 on TensorFlow (ops on IndexedSlices values, notes §1.8)",
+        {"sparse_gradients": "keep_duplicates"},
+        _repeated_indices,
     ),
     Variant(
         "sgd_momentum=gradient",

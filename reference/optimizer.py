@@ -783,7 +783,8 @@ class Optimizer:
         return list(grads)
 
     def _stage_sparse(self, step):
-        transform = deduplicate if self.profile.sparse_gradients == "deduplicate" else to_dense
+        transform = {"deduplicate": deduplicate, "densify": to_dense,
+                     "keep_duplicates": lambda g: g}[self.profile.sparse_gradients]  # fmt: skip
         step.pairs = _map_replicas(
             step.pairs,
             lambda gs: [transform(g) if isinstance(g, IndexedSlices) else g for g in gs],

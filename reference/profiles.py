@@ -67,7 +67,9 @@ class Profile:
     #: (duplicates summed), the dense semantics Keras 3's sparse tests assert. Keras 3 on
     #: TensorFlow does not sum repeated indices before non-linear operations (Adam's g²
     #: becomes Σg_i², not (Σg_i)²); a local probe against Keras 3.15.1 confirmed equality
-    #: for unique indices and the divergence for repeated ones.
+    #: for unique indices and the divergence for repeated ones: the diagnosis variant
+    #: ``"keep_duplicates"``, IndexedSlices handed to the optimizer's sparse path as they
+    #: are (repeated rows scatter-added one by one; Keras 2.9 had no deduplication).
     sparse_gradients: str = "deduplicate"
 
     # -- EMA -----------------------------------------------------------------------------
@@ -154,6 +156,10 @@ class Profile:
     #: new optimizers, 0.004 in legacy Keras and torch (``momentum_decay=4e-3``), ∞ for
     #: no schedule, u_t = β1 (optax ``nadam``: 0.96^∞ = 0).
     nadam_schedule_rate: float = 1.0
+    #: Nadam's ``1 − β1`` and ``1 − β2``: ``"tensor"`` (Keras: β through ``cast``, then
+    #: 1 − β in the variable dtype) or ``"python"``, 1 − β of the Python floats rounded
+    #: once (Keras 3's torch backend, ``torch_nadam.py``: ``alpha=1 - self.beta_1``).
+    nadam_one_minus_beta: str = "tensor"
     #: ``"decoupled"`` (Keras: v ← v − v·wd·lr before the update) or ``"l2"``
     #: (wd·v added to the gradient, torch ``Adam(weight_decay=)``).
     weight_decay_coupling: str = "decoupled"

@@ -12,7 +12,7 @@ from optcheck.cli import main
 from optcheck.conformance import baseline, diagnosis, engine
 from optcheck.conformance import tolerance as tol
 from optcheck.conformance.scenario import Scenario
-from optcheck.reference.sparse import PerReplica
+from optcheck.reference.sparse import IndexedSlices, PerReplica
 
 from .helpers import cancelling_clipped_replicas
 
@@ -52,6 +52,8 @@ CASES = {
     "beta_power_cast=direct": _scenario("Adam", {"beta_2": 0.999}, GRADS),
     "nadam_schedule_rate=0.004": _scenario("Nadam", {"epsilon": 1e-7}, GRADS),
     "nadam_schedule_rate=inf": _scenario("Nadam", {"epsilon": 1e-7}, GRADS),
+    "nadam_one_minus_beta=python": _scenario("Nadam", {"epsilon": 1e-7}, GRADS,
+                                             dtype="float32", profile="keras3"),
     "sgd_momentum=gradient": _scenario("SGD", {"learning_rate": EXP, "momentum": 0.9}, GRADS),
     "adamax_epsilon=inside_max": _scenario("Adamax", {"epsilon": 0.1}, GRADS),
     "weight_decay_coupling=l2": _scenario("Adam", {"weight_decay": 0.5, "epsilon": 1e-7}, GRADS),
@@ -85,6 +87,13 @@ CASES = {
                                                      "weight_decay": 0.3}, GRADS),
     "default_epsilon=1e-8": _scenario("Adam", {}, [[1e-6, 2e-6], [1e-6, 1e-6]]),
     "other_profile": _scenario("Lion", {}, GRADS),
+    "sparse_gradients=keep_duplicates": Scenario(
+        optimizer="Adam", config={}, profile="keras2", dtype="float32",
+        initial_values=[np.asarray([[1.0], [2.0]], np.float32)],
+        steps=[[IndexedSlices(np.asarray([[0.3], [0.5]], np.float32), np.asarray([0, 0]),
+                              (2, 1))]],
+        needs=("sparse",),
+    ),
 }
 
 

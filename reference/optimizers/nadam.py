@@ -17,7 +17,10 @@ variable dtype (``lr`` cast to it)::
     var ← var − (m̂·lr) / (sqrt(v̂) + ε)
 
 ``1 − β1``, ``1 − β2``, ``1 − u_t``, … are computed in the dtype from the cast
-tensors, not by Python; only ε is a Python float converted once.
+tensors, not by Python; only ε is a Python float converted once. (Keras 3's torch
+backend takes ``1 − β1`` and ``1 − β2`` from Python, as Adam does: profile field
+``nadam_one_minus_beta``, a diagnosis variant; in float32 1 − float32(0.999) is
+1.3·10⁻⁵ away from 0.001.)
 
 The momentum schedule is 0.96ᵗ (every new-style optimizer: Keras 2.9 to tf-keras and
 Keras 3). Legacy Keras Nadam (``schedule_decay=0.004``) and PyTorch NAdam
@@ -151,16 +154,23 @@ class Nadam(Optimizer):
         beta_2_power = np.power(beta_2, local_step)
         index = self._get_variable_index(variable)
         m, v = self._momentums[index], self._velocities[index]
+        # 1 − β where Keras computes it, so the operations keep their order.
+        if self.profile.nadam_one_minus_beta == "python":
+            rate = lambda python, _: dtypes.const(1 - python, dtype)  # noqa: E731
+        else:
+            rate = lambda _, cast: one - cast  # noqa: E731
 
         if isinstance(gradient, IndexedSlices):
-            m.assign_add(-m.numpy() * (one - beta_1))
-            _scatter_add(m, gradient.indices, gradient.values * (one - beta_1))
-            v.assign_add(-v.numpy() * (one - beta_2))
-            _scatter_add(v, gradient.indices, np.square(gradient.values) * (one - beta_2))
+            m.assign_add(-m.numpy() * rate(self.beta_1, beta_1))
+            _scatter_add(m, gradient.indices, gradient.values * rate(self.beta_1, beta_1))
+            v.assign_add(-v.numpy() * rate(self.beta_2, beta_2))
+            _scatter_add(
+                v, gradient.indices, np.square(gradient.values) * rate(self.beta_2, beta_2)
+            )
             gradient = to_dense(gradient)
         else:
-            m.assign_add((gradient - m.numpy()) * (one - beta_1))
-            v.assign_add((np.square(gradient) - v.numpy()) * (one - beta_2))
+            m.assign_add((gradient - m.numpy()) * rate(self.beta_1, beta_1))
+            v.assign_add((np.square(gradient) - v.numpy()) * rate(self.beta_2, beta_2))
         m_hat = u_t_1 * m.numpy() / (one - u_product_t_1) + (one - u_t) * gradient / (
             one - u_product_t
         )

@@ -120,7 +120,14 @@ class SGD(Optimizer):
 
 
 def _scatter_add(variable, indices, values):
-    """``variable[indices] += values`` for unique indices, in the variable dtype."""
+    """``variable[indices] += values`` in the variable dtype, a repeated index adding
+    each of its rows in turn (TensorFlow's ``scatter_add``; after deduplication, the
+    profiles' default, every index is unique)."""
     value = variable.numpy().copy() if variable.ndim else variable.numpy()
-    value[indices] = value[indices] + values
+    indices = np.asarray(indices)
+    if len(np.unique(indices)) == len(indices):
+        value[indices] = value[indices] + values
+    else:  # row by row: each addition a rounding of its own (np.add.at's escape Monte Carlo)
+        for index, row in zip(indices, values, strict=True):
+            value[index] = value[index] + row
     variable.assign(np.asarray(value, dtype=variable.dtype))
