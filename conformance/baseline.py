@@ -164,7 +164,8 @@ def apply(report: dict, baselines: list[Baseline]) -> dict:
     return outcome
 
 
-def from_report(reports, adapter: str, group: bool = True) -> str:
+def from_report(reports, adapter: str, group: bool = True, keep: Baseline | None = None
+                ) -> str:  # fmt: skip
     """A starting baseline (TOML text) accepting ``adapter``'s current deviations and
     errors in ``reports`` (one conformance.json dict or several, e.g. one per profile).
 
@@ -172,7 +173,12 @@ def from_report(reports, adapter: str, group: bool = True) -> str:
     pattern ``<Optimizer>-*`` and the variant pinned, so a different deviation of the same
     optimizer is still new; otherwise one entry per case. Reasons are the diagnoses — to
     be reviewed: a diagnosis says what a deviation is, not why it is accepted.
+
+    ``keep``: a baseline regenerated (after a library upgrade, or a new diagnosis variant)
+    whose reviewed reason and link are kept for every entry that is generated again with
+    the same case pattern, profile, variant and status; the others are written afresh.
     """
+    kept = {(e.case, e.profile, e.variant, e.status): e for e in (keep.entries if keep else [])}
     reports = [reports] if isinstance(reports, dict) else list(reports)
     runs = []
     for report in reports:
@@ -220,9 +226,17 @@ def from_report(reports, adapter: str, group: bool = True) -> str:
 
                 reason = ("no catalogued variant explains it; first: "
                           f"{first['id']}: {divergence_text(what) if what else '?'}")  # fmt: skip
+            link = diagnosis.get("source") or ""
+            if first["status"] == "error":
+                variant = None
+            else:
+                variant = diagnosis.get("variant") or "unexplained"
+            old = kept.get((pattern, report["profile"], variant, first["status"]))
+            if old is not None:
+                reason, link = old.reason, old.link
             lines.append(f"reason = {_toml(reason)}")
-            if diagnosis.get("source"):
-                lines.append(f"link = {_toml(diagnosis['source'])}")
+            if link:
+                lines.append(f"link = {_toml(link)}")
     return "\n".join(lines) + "\n"
 
 

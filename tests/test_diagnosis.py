@@ -329,3 +329,37 @@ reason = "stale on purpose"
     run = pytest_run()
     assert run.returncode == 1 and "diagnosis: matches variant epsilon_in_sqrt=False" in \
         run.stdout  # fmt: skip
+
+
+def test_regenerated_baseline_keeps_reviewed_reasons_and_links(tmp_path):
+    old = baseline.load(_write(tmp_path, """
+adapter = "lib"
+[[accepted]]
+case = "Adam-*"
+profile = "keras2"
+variant = "adam_epsilon=corrected"
+reason = "we follow the paper"
+link = "https://example.org/adam"
+[[accepted]]
+case = "Nadam-*"
+profile = "keras2"
+variant = "unexplained"
+reason = "under investigation"
+link = "https://example.org/nadam"
+[[accepted]]
+case = "SGD-*"
+profile = "keras2"
+status = "error"
+reason = "SGD raises on purpose"
+"""))
+    # Nadam is now explained by a variant: its entry is new, with the diagnosis as reason.
+    report = _report([_case("Adam-plain-float32", "deviation", "adam_epsilon=corrected"),
+                      _case("Nadam-plain-float32", "deviation", "nadam_schedule_rate=inf"),
+                      _case("SGD-plain-float32", "error")])  # fmt: skip
+    new = baseline.load(_write(tmp_path, baseline.from_report(report, "lib", keep=old), "n.toml"))
+    by_case = {e.case: e for e in new.entries}
+    assert (by_case["Adam-*"].reason, by_case["Adam-*"].link) == (
+        "we follow the paper", "https://example.org/adam")
+    assert by_case["SGD-*"].reason == "SGD raises on purpose"
+    assert by_case["Nadam-*"].variant == "nadam_schedule_rate=inf"
+    assert by_case["Nadam-*"].reason == "x" and by_case["Nadam-*"].link == ""

@@ -94,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--per-case", action="store_true",
                    help="one entry per case instead of one per optimizer and diagnosis")
     b.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
+    b.add_argument("--keep", type=Path, default=None, metavar="BASELINE",
+                   help="an existing baseline whose reviewed reasons and links are kept for "
+                   "the entries generated again (same case, profile, variant, status)")  # fmt: skip
     sub.add_parser("adapters", help="list the known adapters with availability and versions")
     from optcheck.conformance import vectors
     from optcheck.reports import page
@@ -175,7 +178,8 @@ def _baseline_command(args, parser) -> int:
         except json.JSONDecodeError as exc:
             return _usage_error(parser, f"{path} is not a conformance.json ({exc})")
     try:
-        text = baseline.from_report(reports, args.adapter, group=not args.per_case)
+        keep = baseline.load(args.keep) if args.keep else None
+        text = baseline.from_report(reports, args.adapter, group=not args.per_case, keep=keep)
     except (KeyError, TypeError) as exc:
         return _usage_error(parser, f"not a conformance.json ({type(exc).__name__}: {exc})")
     except baseline.BaselineError as exc:
