@@ -206,7 +206,8 @@ VARIANTS: list[Variant] = [
         "nadam_one_minus_beta=python",
         "Nadam's 1 − β1 and 1 − β2 computed by Python and rounded once to the variable "
         "dtype (as Keras's Adam does); Keras's Nadam casts β and subtracts in the dtype",
-        "Keras 3's torch backend (keras/src/backend/torch/optimizers/torch_nadam.py)",
+        "Keras 3's torch backend (keras/src/backend/torch/optimizers/torch_nadam.py); "
+        "torch.optim.NAdam",
         {"nadam_one_minus_beta": "python"},
         _optimizer("Nadam"),
     ),

@@ -158,7 +158,8 @@ class Profile:
     nadam_schedule_rate: float = 1.0
     #: Nadam's ``1 − β1`` and ``1 − β2``: ``"tensor"`` (Keras: β through ``cast``, then
     #: 1 − β in the variable dtype) or ``"python"``, 1 − β of the Python floats rounded
-    #: once (Keras 3's torch backend, ``torch_nadam.py``: ``alpha=1 - self.beta_1``).
+    #: once (Keras 3's torch backend, ``torch_nadam.py``: ``alpha=1 - self.beta_1``;
+    #: torch.optim.NAdam).
     nadam_one_minus_beta: str = "tensor"
     #: ``"decoupled"`` (Keras: v ← v − v·wd·lr before the update) or ``"l2"``
     #: (wd·v added to the gradient, torch ``Adam(weight_decay=)``).
