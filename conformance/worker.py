@@ -66,6 +66,7 @@ def _serve(inp, out) -> None:
         except BaseException as exc:  # reported to the parent
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}",
                      "traceback": traceback.format_exc()}  # fmt: skip
+        reply["maps"] = memory_maps()
         out.write(json.dumps(reply) + "\n")
         out.flush()
 
@@ -121,6 +122,7 @@ class Worker:
         self.started = 0.0
         self.loaded = False
         self.served = 0
+        self.maps: int | None = None  # memory maps after its last job (Linux)
         self.thread = threading.Thread(target=self._read, args=(replies,), daemon=True)
         self.thread.start()
 
@@ -205,20 +207,45 @@ def run_plan_isolated(ctx: Context, timeout: float = LOAD_TIMEOUT) -> Plan:
 
 
 #: Cases a worker runs before it is replaced: JIT libraries keep every compiled program
-#: for the life of the process (TensorFlow's XLA cache is never evicted), and a TF worker
-#: ran out of memory maps after about 220 cases.
+#: for the life of the process (TensorFlow's XLA cache is never evicted).
 MAX_CASES_PER_WORKER = 100
+
+
+def memory_maps() -> int | None:
+    """This process's memory mappings (Linux; None elsewhere). Each program XLA compiles
+    maps memory that is never unmapped: a TensorFlow worker gains about 700 maps per
+    clipping case with replicas, and at ``vm.max_map_count`` (65530 by default) LLVM
+    fails with "Cannot allocate memory" and the process dies by SIGSEGV."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return None
+
+
+def max_map_count() -> int:
+    """Half the kernel's per-process limit of memory maps: a worker past it is replaced
+    (the other half is headroom for the case that crosses it)."""
+    try:
+        with open("/proc/sys/vm/max_map_count") as f:
+            return int(f.read()) // 2
+    except (OSError, ValueError):
+        return 32765
 
 
 class WorkerPool:
     """Runs jobs on up to ``jobs`` worker processes with a per-job timeout; each worker is
-    replaced after ``max_cases`` jobs. :meth:`run` runs suite cases; :meth:`run_jobs`
-    any jobs of a server speaking the same protocol (``optcheck vectors check``)."""
+    replaced after ``max_cases`` jobs, or once it holds more than ``max_maps`` memory
+    maps. :meth:`run` runs suite cases; :meth:`run_jobs` any jobs of a server speaking
+    the same protocol (``optcheck vectors check``)."""
 
     def __init__(self, jobs: int = 1, timeout: float = 120.0, load_timeout=LOAD_TIMEOUT,
-                 max_cases: int = MAX_CASES_PER_WORKER, module: str = __name__):  # fmt: skip
+                 max_cases: int = MAX_CASES_PER_WORKER, module: str = __name__,
+                 max_maps: int | None = None):  # fmt: skip
         self.jobs = max(1, int(jobs))
         self.max_cases = max(1, int(max_cases))
+        #: A worker reporting more memory maps than this is replaced (see memory_maps).
+        self.max_maps = max_map_count() if max_maps is None else int(max_maps)
         self.timeout = float(timeout)
         self.load_timeout = float(load_timeout)
         self.module = module
@@ -257,7 +284,7 @@ class WorkerPool:
         try:
             while pending or any(w.case is not None for w in workers):
                 # Retire worn workers, then start or feed workers.
-                for w in [w for w in workers if w.case is None and w.served >= self.max_cases]:
+                for w in [w for w in workers if w.case is None and self._worn(w)]:
                     workers.remove(w)
                     w.stop()
                 for w in workers:
@@ -308,6 +335,7 @@ class WorkerPool:
                     continue
                 w.case, w.deadline = None, None
                 w.served += 1
+                w.maps = reply.get("maps")
                 if reply["ok"]:
                     on_result(reply["result"])
                 else:
@@ -318,6 +346,9 @@ class WorkerPool:
                     w.stop()
                 else:
                     w.kill()
+
+    def _worn(self, w: Worker) -> bool:
+        return w.served >= self.max_cases or (w.maps or 0) > self.max_maps
 
     def _expire(self, workers, error, on_result) -> None:
         now = time.monotonic()

@@ -369,6 +369,18 @@ def test_workers_are_replaced_after_max_cases(on_path):
     assert pool.started == 1
 
 
+def test_workers_holding_too_many_memory_maps_are_replaced(on_path):
+    # XLA's compiled programs are never unmapped; at vm.max_map_count a worker dies.
+    from optcheck.conformance.worker import memory_maps
+
+    if memory_maps() is None:
+        pytest.skip("no /proc/self/maps on this system")
+    ctx = ctx_for("numpy", optimizers=["SGD", "Adam"], features=["plain", "clipnorm"])
+    results, pool = _pool_run(ctx, jobs=1, max_maps=1)
+    assert len(results) == 4 and all(r["status"] == "pass" for r in results.values())
+    assert pool.started == 4 and pool.restarts == 0
+
+
 def test_a_hanging_adapter_is_cut_by_the_timeout(on_path):
     started = time.monotonic()
     results, pool = _pool_run(ctx_for(f"{HERE}:Hanging"), timeout=3.0)
