@@ -215,22 +215,20 @@ def from_report(reports, adapter: str, group: bool = True, keep: Baseline | None
                       f"profile = {_toml(report['profile'])}"]  # fmt: skip
             if first["status"] == "error":
                 lines.append('status = "error"')
-                reason = first.get("message", "") or "error"
+                variant, reason = None, first.get("message", "") or "error"
             elif diagnosis.get("variant"):
-                lines.append(f"variant = {_toml(diagnosis['variant'])}")
+                variant = diagnosis["variant"]
                 reason = diagnosis.get("summary") or diagnosis["verdict"]
             else:
-                lines.append('variant = "unexplained"')
                 what = first.get("first_divergence")
                 from .report import divergence_text
 
+                variant = "unexplained"
                 reason = ("no catalogued variant explains it; first: "
                           f"{first['id']}: {divergence_text(what) if what else '?'}")  # fmt: skip
+            if variant is not None:
+                lines.append(f"variant = {_toml(variant)}")
             link = diagnosis.get("source") or ""
-            if first["status"] == "error":
-                variant = None
-            else:
-                variant = diagnosis.get("variant") or "unexplained"
             old = kept.get((pattern, report["profile"], variant, first["status"]))
             if old is not None:
                 reason, link = old.reason, old.link

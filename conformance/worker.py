@@ -223,7 +223,7 @@ def memory_maps() -> int | None:
         return None
 
 
-def max_map_count() -> int:
+def map_limit() -> int:
     """Half the kernel's per-process limit of memory maps: a worker past it is replaced
     (the other half is headroom for the case that crosses it)."""
     try:
@@ -245,7 +245,7 @@ class WorkerPool:
         self.jobs = max(1, int(jobs))
         self.max_cases = max(1, int(max_cases))
         #: A worker reporting more memory maps than this is replaced (see memory_maps).
-        self.max_maps = max_map_count() if max_maps is None else int(max_maps)
+        self.max_maps = map_limit() if max_maps is None else int(max_maps)
         self.timeout = float(timeout)
         self.load_timeout = float(load_timeout)
         self.module = module
