@@ -529,6 +529,66 @@ def test_jax_fuses_variables_from_fuse_min_size_on():
     assert done.stdout.split() == ["1", "True"], done.stdout
 
 
+def test_jax_adafactor_keeps_no_full_size_temporary():
+    """Adafactor's step writes two full-size arrays, the parameter and its v slot (in
+    place: the donated v is kept though the step does not read it), and no temporary:
+    the row and column statistics and RMS(u) each recompute g² + ε1 or u inside their
+    reduction (core.recomputed). The values are the shared trace's, bit for bit (XLA:CPU
+    limited to AVX, as for the fused tail), for variables of rank 1, 2 and 3."""
+    pytest.importorskip("jax")
+    done = _python(
+        """
+        import numpy as np
+        from optcheck.adapters.xla import jax_backend as xj
+        from optcheck.adapters.xla.ops import JaxOps
+        from tests.test_xla import _loops_writing
+
+        def run(shapes, shared, steps=3):
+            ops = JaxOps()
+            if shared:
+                ops.__dict__["unshare"] = None
+            saved, xj.OPS = xj.OPS, ops
+            xj._compiled.cache_clear()
+            try:
+                rng = np.random.default_rng(2)
+                opt = xj.optimizer({"class_name": "Adafactor", "config": {}})
+                params = [xj.jnp.asarray(rng.normal(size=s).astype(np.float32)) for s in shapes]
+                state = opt.init(params)
+                for _ in range(steps):
+                    grads = [xj.jnp.asarray(rng.normal(size=s).astype(np.float32))
+                             for s in shapes]
+                    params, state = opt.update(grads, state, params)
+                program = next(iter(opt._programs.values()))
+                compiled = program.lower(opt._hyper, opt._device_learning_rate(0), params,
+                                         state, grads, None).compile()
+            finally:
+                xj.OPS = saved
+                xj._compiled.cache_clear()
+            values = [np.asarray(p) for p in params]
+            values += [np.asarray(v) for s in state["slots"] for v in s.values()]
+            return values, compiled.as_text()
+
+        big = (256, 384)
+        _, hlo = run([big], shared=False, steps=1)
+        _, shared_hlo = run([big], shared=True, steps=1)
+        alias = hlo.splitlines()[0].count("may-alias")
+        print(_loops_writing(hlo, big), _loops_writing(shared_hlo, big), alias)
+        shapes = [(8, 16), (5,), (2, 3, 4)]
+        a, _ = run(shapes, shared=False)
+        b, _ = run(shapes, shared=True)
+        print(all(np.array_equal(x, y, equal_nan=True) for x, y in zip(a, b, strict=True)))
+        """,
+        XLA_FLAGS="--xla_cpu_max_isa=AVX",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    loops, shared_loops, aliased = done.stdout.split()[:3]
+    # p and v; the shared trace also writes g² + ε1 and u
+    assert (int(loops), int(shared_loops)) == (2, 4), done.stdout
+    # parameter, count, r, c and v are updated in place
+    assert int(aliased) == 5, done.stdout
+    assert done.stdout.split()[3] == "True", done.stdout
+
+
 def test_cpu_fusion_is_opt_in_and_scatters_compile_by_default():
     """optcheck never sets XLA:CPU's multi-output fusion silently: it aborts the
     process on a program with a scatter beside another use of its operand (jaxlib

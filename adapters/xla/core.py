@@ -1053,7 +1053,31 @@ def _rms(ops, x):
     return ops.sqrt(_mean(ops, ops.square(x)))
 
 
+def recomputed(ops, arrays, k=0):
+    """``arrays`` behind an optimization barrier (same values), view ``k``: an
+    expression of the view is not merged with the same expression of the plain arrays
+    or of another view, so each consumer fuses its own copy of the arithmetic rather
+    than reading a full-size temporary that one loop wrote for all of them. Views
+    differ in the order of their operands, as in :func:`barrier_view`. Without an
+    optimization barrier (a plain TensorFlow graph) the arrays themselves."""
+    if getattr(ops, "unshare", None) is None:
+        return list(arrays)
+    arrays = list(arrays)
+    shift = k % len(arrays)
+    viewed = ops.unshare(arrays[shift:] + arrays[:shift])
+    return viewed[len(arrays) - shift :] + viewed[: len(arrays) - shift]
+
+
 def adafactor(ctx, g, var, s, glob):
+    """Keras's Adafactor, traced so that XLA keeps no full-size temporary.
+
+    The row and column statistics both reduce g² + ε1, and RMS(u) and the update both
+    read u = g·rsqrt(v): traced once and shared, XLA writes g² + ε1 and u to memory
+    and reads them back (two extra arrays written, two read, and a fresh temporary's
+    page faults every step). Each reduction therefore takes its operands through
+    :func:`recomputed`: the same operations on the same values, computed inside the
+    reduction's loop. v (a slot) is written once.
+    """
     ops, dtype = ctx.ops, ctx.ops.dtype(var)
     g = to_dense(ctx, g)
     lr = ctx.lr_for(dtype)
@@ -1064,21 +1088,35 @@ def adafactor(ctx, g, var, s, glob):
         lr = ops.minimum(lr, one / ops.sqrt(t))
     rho_t = ops.minimum(lr, one / ops.sqrt(t))
     alpha_t = ops.maximum(epsilon_2, _rms(ops, var)) * rho_t
-    regulated = ops.square(g) + ctx.const(ctx.h("epsilon_1"), dtype)
+    epsilon_1 = ctx.const(ctx.h("epsilon_1"), dtype)
     beta_2_t = one - ops.power(t, ctx.const(ctx.h("beta_2_decay"), dtype))
     one_minus_beta_2_t = one - beta_2_t
+
+    def regulated(x, eps=epsilon_1):
+        return ops.square(x) + eps
+
+    def outer(row, col):
+        return ops.expand_dims(row, -1) * ops.expand_dims(col, -2)
+
     if len(ops.shape(var)) >= 2:
-        r = beta_2_t * s["r"] + one_minus_beta_2_t * _mean(ops, regulated, -1)
-        c = beta_2_t * s["c"] + one_minus_beta_2_t * _mean(ops, regulated, -2)
+        # ε1 passes the barrier too: a scalar sliced from the hyper-parameters is
+        # otherwise fused into its broadcast, which XLA:CPU then writes full size.
+        g_r, eps_r = recomputed(ops, [g, epsilon_1])
+        g_c, eps_c, c_old = recomputed(ops, [g, epsilon_1, s["c"]])
+        r = beta_2_t * s["r"] + one_minus_beta_2_t * _mean(ops, regulated(g_r, eps_r), -1)
+        c = beta_2_t * c_old + one_minus_beta_2_t * _mean(ops, regulated(g_c, eps_c), -2)
         s["r"], s["c"] = r, c
-        s["v"] = ops.expand_dims(_by_broadcast(ops, r, _mean(ops, r, -1, keepdims=True)), -1) * (
-            ops.expand_dims(c, -2)
-        )
+        row = _by_broadcast(ops, r, _mean(ops, r, -1, keepdims=True))
+        s["v"] = outer(row, c)
+        g_u, row_u, c_u = recomputed(ops, [g, row, c])
+        v_u = outer(row_u, c_u)
     else:
-        s["v"] = beta_2_t * s["v"] + one_minus_beta_2_t * regulated
+        s["v"] = beta_2_t * s["v"] + one_minus_beta_2_t * regulated(g)
+        g_u, v_u = recomputed(ops, [g, s["v"]])
+    rms_u = _rms(ops, _times_rsqrt(ctx, g_u, v_u))
     u_t = _times_rsqrt(ctx, g, s["v"])
     clip_threshold = ctx.const(ctx.h("clip_threshold"), dtype)
-    u_t_hat = u_t / ops.maximum(one, _rms(ops, u_t) / clip_threshold)
+    u_t_hat = u_t / ops.maximum(one, rms_u / clip_threshold)
     return var + (-alpha_t * u_t_hat), s
 
 

@@ -103,7 +103,9 @@ def _compiled(static: core.Static, hyper_names: tuple):
         )  # fmt: skip
         return params, {"count": count + 1, "slots": slots, "glob": glob}
 
-    return jax.jit(run, donate_argnums=(2, 3))
+    # keep_unused: a slot the step overwrites without reading (Adafactor's v) is still
+    # passed, so XLA writes it in place rather than into a fresh buffer every step.
+    return jax.jit(run, donate_argnums=(2, 3), keep_unused=True)
 
 
 class Optimizer:

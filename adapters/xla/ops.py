@@ -74,6 +74,13 @@ class JaxOps:
             return None
         return lambda xs: list(jax.lax.optimization_barrier(tuple(xs)))
 
+    @functools.cached_property
+    def unshare(self):
+        """``jax.lax.optimization_barrier`` over a list (see ``core.recomputed``)."""
+        import jax
+
+        return lambda xs: list(jax.lax.optimization_barrier(tuple(xs)))
+
     def __getattr__(self, item):
         # sqrt, square, abs, sign, maximum, minimum, where, power, floor, sum, mean,
         # expand_dims, zeros_like, logical_and: the NumPy names.
@@ -84,6 +91,7 @@ class TfOps:
     name = "tf"
     #: A plain graph has no optimization barrier, and nothing to fuse.
     barrier = None
+    unshare = None
 
     def __init__(self):
         import tensorflow as tf

@@ -86,6 +86,13 @@ class XlaTfOps(TfOps):
 
         return lambda xs: list(xla.optimization_barrier(*xs))
 
+    @property
+    def unshare(self):
+        """``XlaOptimizationBarrier`` over a list (see ``core.recomputed``)."""
+        from tensorflow.compiler.tf2xla.python import xla
+
+        return lambda xs: list(xla.optimization_barrier(*xs))
+
     def unique_sum(self, values, indices):
         tf = self.tf
         same = tf.equal(tf.expand_dims(indices, 1), tf.expand_dims(indices, 0))
