@@ -178,6 +178,39 @@ def test_tf_optimizer_has_the_seed_page_api():
     assert opt.get_config()["learning_rate"] == pytest.approx(0.1)
 
 
+def test_tf_gradients_that_do_not_fit_raise_naming_the_variable():
+    """A gradient of another dtype or shape raises the reference's TypeError /
+    ValueError naming the variable, before any state changes; the compiled step is
+    called on flat tensors, so it must never see inputs of another signature."""
+    tf = pytest.importorskip("tensorflow")
+    from optcheck.adapters.xla import tf_backend as xt
+
+    var = tf.Variable(np.ones((2, 3), np.float32), name="kernel")
+    table = tf.Variable(np.ones((4, 3), np.float32), name="table")
+    opt = xt.Optimizer.from_spec({"class_name": "Adam", "config": {}})
+    opt.apply_gradients([(tf.fill((2, 3), 0.5), var)])
+    before = [var.numpy(), *(s.numpy() for s in opt._slots[0].values()), opt.iterations.numpy()]
+    with pytest.raises(TypeError, match=r"'kernel.*dtype float64 but the variable is float32"):
+        opt.apply_gradients([(tf.fill((2, 3), np.float64(0.5)), var)])
+    with pytest.raises(ValueError, match=r"shape \(3, 2\) but the variable has shape \(2, 3"):
+        opt.apply_gradients([(tf.fill((3, 2), 0.5), var)])
+    half = tf.fill((2, 3), np.float16(1))
+    with pytest.raises(TypeError, match=r"variable 'kernel.*dtype float16"):
+        opt.apply_gradients([((half, half), var)])
+    after = [var.numpy(), *(s.numpy() for s in opt._slots[0].values()), opt.iterations.numpy()]
+    for a, b in zip(before, after, strict=True):
+        np.testing.assert_array_equal(a, b)
+    sparse = xt.Optimizer.from_spec({"class_name": "SGD", "config": {}})
+    rows = tf.IndexedSlices(tf.ones((2, 2)), tf.constant([0, 1]), tf.constant([4, 3]))
+    with pytest.raises(ValueError, match=r"variable 'table.*rows of shape \(2,\)"):
+        sparse.apply_gradients([(rows, table)])
+    # a new layout (sparse, then dense) traces its own step and runs it
+    row = tf.IndexedSlices(tf.ones((1, 3)), tf.constant([2]), tf.constant([4, 3]))
+    sparse.apply_gradients([(row, table)])
+    sparse.apply_gradients([(tf.ones((4, 3)), table)])
+    np.testing.assert_allclose(table.numpy()[:, 0], [0.99, 0.99, 0.98, 0.99], rtol=1e-6)
+
+
 def test_tf_graph_mode_matches_xla():
     tf = pytest.importorskip("tensorflow")
     from optcheck.adapters.xla import tf_backend as xt
