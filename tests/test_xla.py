@@ -531,9 +531,9 @@ def test_jax_fused_step_computes_the_plain_steps_values():
 
 
 def test_jax_fuses_variables_from_fuse_min_size_on():
-    """By default a variable of at least core.FUSE_MIN_SIZE elements gets one loop and
-    a smaller one in the same step keeps the plain trace's loops; a bad threshold is
-    refused when the optimizer is made."""
+    """By default a variable of at least jax_backend.FUSE_MIN_SIZE elements (2¹³, so
+    10⁴) gets one loop and a smaller one in the same step keeps the plain trace's loops;
+    a bad threshold is refused when the optimizer is made."""
     pytest.importorskip("jax")
     done = _python(
         """
@@ -542,7 +542,8 @@ def test_jax_fuses_variables_from_fuse_min_size_on():
         from optcheck.adapters.xla import jax_backend as xj
         from tests.test_xla import _loops_writing
         assert xj.OPS.barrier is not None
-        big = (128, core.FUSE_MIN_SIZE // 128)
+        assert xj.FUSE_MIN_SIZE <= 10**4 < core.FUSE_MIN_SIZE
+        big = (128, xj.FUSE_MIN_SIZE // 128)
         opt = xj.optimizer({"class_name": "Adam", "config": {}})
         params = [xj.jnp.ones(big, xj.jnp.float32), xj.jnp.ones((8, 16), xj.jnp.float32)]
         grads = [xj.jnp.full(p.shape, 0.5, xj.jnp.float32) for p in params]

@@ -32,7 +32,8 @@ HYPER = (
 )  # fmt: skip
 
 
-#: Default :attr:`Static.fuse_min_size`: 2¹⁴ elements (64 KiB of float32). Below it a
+#: Default :attr:`Static.fuse_min_size` (TensorFlow's; JAX has its own,
+#: ``jax_backend.FUSE_MIN_SIZE``): 2¹⁴ elements (64 KiB of float32). Below it a
 #: variable's arrays sit in the cache, a step costs its per-array overhead rather than
 #: its bandwidth, and each copy of the tail would only add tracing and compile time
 #: (1000 variables of 10⁴ elements: TensorFlow's compilation 48 s → 140 s, no faster).
@@ -578,10 +579,10 @@ def step(
 # ---------------------------------------------------------------------------------------
 # one loop per variable
 # ---------------------------------------------------------------------------------------
-def fuse_min_size_of(value) -> int:
-    """A ``fuse_min_size`` argument checked (None: :data:`FUSE_MIN_SIZE`)."""
+def fuse_min_size_of(value, default=FUSE_MIN_SIZE) -> int:
+    """A ``fuse_min_size`` argument checked (None: ``default``)."""
     if value is None:
-        return FUSE_MIN_SIZE
+        return default
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"fuse_min_size must be an integer >= 0 or None, got {value!r}")
     return value

@@ -52,6 +52,11 @@ from .ops import JaxOps  # noqa: E402
 
 OPS = JaxOps()
 
+#: Default ``fuse_min_size``: 2¹³ elements, below TensorFlow's (``core.FUSE_MIN_SIZE``).
+#: Adam on 1000 variables of 10⁴ elements: 18.7 → 13.2 ms a step with each variable in
+#: one loop, compilation 8.2 → 12.9 s; of 10³ elements (in the cache): 14.1 → 13.3 ms.
+FUSE_MIN_SIZE = 1 << 13
+
 #: Optimizers whose update reads every element independently (flattening is exact).
 ELEMENTWISE = frozenset(core.RULES) - core.NOT_ELEMENTWISE
 
@@ -115,7 +120,7 @@ class Optimizer:
         self.reference = reference
         #: Variables of at least this many elements are updated in one loop each
         #: (default ``core.FUSE_MIN_SIZE``; 0: every variable).
-        self.fuse_min_size = core.fuse_min_size_of(fuse_min_size)
+        self.fuse_min_size = core.fuse_min_size_of(fuse_min_size, FUSE_MIN_SIZE)
         self.flatten = flatten
         #: Variables are the rows of one array, with row masks (see :mod:`.buckets`).
         self.stacked = stacked
