@@ -89,6 +89,10 @@ def pytest_generate_tests(metafunc):
                 for case in cases
             ],
         )
+    if "paired_group" in metafunc.fixturenames:
+        groups = harness.paired_groups(metafunc.config.getoption("--bench-grid"))
+        metafunc.parametrize("paired_group", [pytest.param(item, id=item[0])
+                                              for item in groups.items()])  # fmt: skip
     if "roof_device" in metafunc.fixturenames:
         metafunc.parametrize(
             "roof_device",

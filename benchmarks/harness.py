@@ -24,7 +24,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import numpy as np
@@ -682,6 +682,84 @@ BUILDERS: dict[str, Callable] = {
 }
 
 
+# -- the layout floor -----------------------------------------------------------------
+#: The layout floor, timed in the layout groups of ``test_paired``: the least update
+#: there is, ``p ← p − c·g`` in one compiled program over a layout's separate arrays.
+#: What it costs with 1000 tensors beyond one tensor is what XLA charges per array and
+#: per loop, which any optimizer's step over those arrays pays on top of its arithmetic
+#: (docs/xla.md, "Many tensors").
+FLOOR_C = 1e-3
+
+
+def _floor_jax(case, params, grads):
+    """``jax.jit`` of ``p − c·g`` for every tensor, the parameters donated."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError as e:
+        raise Unavailable(f"jax is not importable: {e}") from None
+    dev = _jax_device(case.device)
+    box = [[jnp.array(p, device=dev) for p in params]]
+    gs = [jnp.array(g, device=dev) for g in grads]
+    program = jax.jit(lambda ps, gs: [p - FLOOR_C * g for p, g in zip(ps, gs, strict=True)],
+                      donate_argnums=0)  # fmt: skip
+
+    def step():
+        box[0] = program(box[0], gs)
+        box[0][-1].block_until_ready()
+
+    return step, f"jax.jit(p - {FLOOR_C}*g for each tensor), p donated"
+
+
+def _floor_tf(case, params, grads):
+    """One ``jit_compile`` function assigning ``p − c·g`` to each variable, called on the
+    flat gradients as optcheck's TensorFlow optimizer calls its step."""
+    try:
+        import tensorflow as tf
+
+        from optcheck.adapters.xla.tf_backend import _flat_call
+    except ImportError as e:
+        raise Unavailable(f"optcheck.adapters.xla.tf_backend is not importable: {e}") from None
+    with tf.device("/CPU:0"):
+        variables = [tf.Variable(p) for p in params]
+        gs = [tf.constant(g) for g in grads]
+
+    def run(*gs):
+        for v, g in zip(variables, gs, strict=True):
+            v.assign_sub(FLOOR_C * g)
+
+    fn = tf.function(run, jit_compile=True, autograph=False).get_concrete_function(*gs)
+    call = _flat_call(fn)
+
+    def step():
+        call(gs)
+
+    return step, f"tf.function(jit_compile=True): v.assign_sub({FLOOR_C}*g) each, flat call"
+
+
+FLOOR_BUILDERS: dict[str, Callable] = {"jax": _floor_jax, "tf": _floor_tf}
+
+
+def floor_record(case: Case, built: Built, stats: dict) -> dict:
+    """The ``extra_info`` of a floor (``kind: "floor"``; ``floor_s``, not ``step_s``, so
+    no report takes it for a step)."""
+    return {
+        "kind": "floor",
+        "floor_of": case.implementation,
+        "N": case.n,
+        "layout": case.tensors,
+        "tensor_shape": list(case.shapes[0]),
+        "dtype": case.dtype,
+        "mapping": built.mapping,
+        "compile_s": built.compile_s,
+        "device": case.device,
+        "versions": versions(case.implementation),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "floor_s": stats["min"],
+        "floor_s_median": stats["median"],
+    }
+
+
 def make_data(case: Case, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Parameters and gradients in the case's layout (2-D shapes, the case's dtype)."""
     rng = np.random.default_rng(seed)
@@ -691,13 +769,14 @@ def make_data(case: Case, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndar
     return params, grads
 
 
-def build(case: Case) -> Built:
-    """Build the case, run and time its first step, and estimate the steady-state step."""
+def build(case: Case, builders=None) -> Built:
+    """Build the case (with ``builders``, default :data:`BUILDERS`), run and time its
+    first step, and estimate the steady-state step."""
     if case.device == "gpu" and case.implementation == GOLDEN:
         raise Unavailable("the NumPy golden runs on the CPU only")
     params, grads = make_data(case)
     t0 = time.perf_counter()
-    step, mapping = BUILDERS[case.implementation](case, params, grads)
+    step, mapping = (builders or BUILDERS)[case.implementation](case, params, grads)
     init_s = time.perf_counter() - t0
     del params, grads  # each implementation holds its own copies
     t0 = time.perf_counter()
@@ -859,6 +938,151 @@ def bench_case(
     finally:
         del built
         gc.collect()
+    benchmark.extra_info.update(info)
+    return info
+
+
+# -- interleaved groups ------------------------------------------------------------------
+#: Blocks of a ``test_paired`` group: each block times every case of the group in turn.
+PAIRED_BLOCKS = 32
+
+
+@dataclass
+class Group:
+    """Cases timed together by ``test_paired``, and layout floors (:data:`FLOOR_BUILDERS`,
+    ``SGD`` cases: the floor's arrays are the parameters and the gradients)."""
+
+    cases: list[Case]
+    floors: list[Case] = field(default_factory=list)
+
+
+def paired_groups(grid_name: str) -> dict[str, Group]:
+    """The cases each ratio target of :mod:`benchmarks.targets` compares (N = 1e7, one
+    tensor unless named, cpu), by group, for ``test_paired``; the default and full grids
+    only."""
+    if grid_name not in ("default", "full"):
+        return {}
+    n = 10**7
+
+    def adam(impl, tensors=1):
+        return Case(impl, "Adam", n=n, tensors=tensors)
+
+    def floors(impl):
+        return [Case(impl, "SGD", n=n, tensors=t) for t in (1, 1000)]
+
+    return {
+        "vs-torch": Group([adam("torch-fused"), adam("jax"), adam("tf")]),
+        "layout-jax": Group(
+            [adam("jax"), adam("jax", 1000), adam("jax-flat", 1000)], floors("jax")
+        ),
+        "layout-tf": Group([adam("tf"), adam("tf", 1000)], floors("tf")),
+        "bytes-jax": Group([Case("jax", name, n=n) for name in OPTIMIZERS]),
+        "bytes-tf": Group([Case("tf", name, n=n) for name in OPTIMIZERS]),
+    }
+
+
+def _first_and_second(kernel: Callable[[], None]) -> float:
+    """Run ``kernel`` twice (compilation and first touch, then steady state); the
+    second run's time."""
+    kernel()
+    t0 = time.perf_counter()
+    kernel()
+    return time.perf_counter() - t0
+
+
+def bench_paired(
+    name: str, group: Group, benchmark, roofs: RoofCache | None, budget_s: float = 0.5,
+    pause_s: float = 0.0, blocks: int = PAIRED_BLOCKS,
+) -> dict:  # fmt: skip
+    """Time the cases of one group in alternating blocks: all built first, then each
+    block times every case for ``budget_s / blocks`` in turn, and the session roof's
+    kernels (:func:`roof_kernel`) over the cases' working set. A shared machine's
+    bandwidth drifts by tens of per cent within a minute (docs/xla.md), so cases timed
+    one after the other, or a roof measured at the start, compare different machines;
+    interleaved, each had the same chances. ``extra_info``: ``kind: "paired"`` and one
+    step record per case (:func:`record`, with ``timing: "interleaved"``, the group, each
+    block's best step, and the roof of these blocks: the best, and each block's best
+    kernel in ``roof_block_gbps``), whose ``min`` is the best block and
+    ``median`` the median block, and the group's floors (``floors``, :func:`floor_record`,
+    timed in the same blocks). Cases that cannot run here are listed in ``skipped``;
+    fewer than two raise :class:`Unavailable`.
+    """
+    session_roof = roofs.get("cpu") if roofs is not None else None
+    n = group.cases[0].n
+    built, floors, skipped = [], [], {}
+    try:
+        for cases, builders, out in ((group.cases, None, built),
+                                     (group.floors, FLOOR_BUILDERS, floors)):  # fmt: skip
+            for case in cases:
+                try:
+                    out.append(build(case, builders))
+                except Unavailable as e:
+                    skipped[case.id] = str(e)
+        if len(built) < 2:
+            raise Unavailable(f"fewer than two cases of {name} run here: {skipped}")
+        # The roof's kernels over the cases' working set, timed in the same blocks.
+        kernels = {method: roof_kernel("cpu", method, 2 * n) for method in
+                   (session_roof.by_method if session_roof else ())}  # fmt: skip
+        timed = [(b.step, b.estimate_s) for b in built + floors]
+        timed += [(kernel, _first_and_second(kernel)) for kernel, _ in kernels.values()]
+        plans = [plan(estimate_s, budget_s / blocks, min_rounds=3)[:2]
+                 for _, estimate_s in timed]  # fmt: skip
+        block_mins: list[list[float]] = [[] for _ in timed]
+
+        def block():
+            for (step, _), (rounds, iterations), mins in zip(timed, plans, block_mins,
+                                                             strict=True):  # fmt: skip
+                best = math.inf
+                for _ in range(rounds):
+                    t0 = time.perf_counter()
+                    for _ in range(iterations):
+                        step()
+                    best = min(best, (time.perf_counter() - t0) / iterations)
+                mins.append(best)
+
+        block()  # warm-up, not counted
+        for mins in block_mins:
+            mins.clear()
+        if pause_s:
+            time.sleep(pause_s)
+        benchmark.group = f"paired {name}"
+        benchmark.pedantic(block, rounds=blocks, iterations=1)
+        steps = len(built) + len(floors)
+        kernel_gbps = [[nbytes / t / 1e9 for t in mins] for (_, nbytes), mins
+                       in zip(kernels.values(), block_mins[steps:], strict=True)]  # fmt: skip
+        by_method = dict(zip(kernels, map(max, kernel_gbps), strict=True))
+        block_roof = [max(rates) for rates in zip(*kernel_gbps, strict=True)]
+        roof = None
+        if by_method:
+            best = max(by_method, key=by_method.get)
+            roof = Roof("cpu", by_method[best], f"{best}, interleaved", by_method, 2 * n, None,
+                        session_roof.device_name)  # fmt: skip
+        records, floor_records = [], []
+        for i, b in enumerate(built + floors):
+            mins = block_mins[i]
+            stats = {
+                "min": min(mins),
+                "median": statistics.median(mins),
+                "mean": statistics.fmean(mins),
+                "stddev": statistics.stdev(mins) if len(mins) > 1 else 0.0,
+                "rounds": len(mins),
+                "iterations": plans[i][1],
+            }
+            if i < len(built):
+                info = record(b.case, b, stats, roof)
+                info.update(roof_by_method=by_method, roof_block_gbps=block_roof,
+                            session_roof_gbps=session_roof.gbps if session_roof else None)
+                test, out = "test_paired", records
+            else:
+                info, test, out = floor_record(b.case, b, stats), "floor", floor_records
+            info.update(timing="interleaved", group=name, block_min_s=list(mins))
+            out.append({"name": f"{test}[{name}:{b.case.id}]", "extra_info": info,
+                        "stats": stats})  # fmt: skip
+    finally:
+        del built, floors
+        gc.collect()
+    info = {"kind": "paired", "group": name, "blocks": blocks, "records": records,
+            "floors": floor_records, "skipped": skipped}  # fmt: skip
     benchmark.extra_info.update(info)
     return info
 

@@ -10,15 +10,23 @@ records are "no data", not failures). Targets (issue 4; 2-core CPU, Adam float32
 
 * ``vs torch fused``: our jax and tf step ≤ 1.0× torch.optim.Adam(fused=True), N = 1e7
   in one tensor, measured in the same run;
-* ``roof fraction``: the same steps reach ≥ 90 % of the session's in-place roof;
-* ``1000 tensors``: the 1000-tensor layout ≤ 1.5× the one-tensor layout at N = 1e7;
+* ``roof fraction``: the same steps reach ≥ 90 % of the in-place roof (interleaved:
+  the median over blocks of the step's fraction of that block's roof);
+* ``1000 tensors``: the 1000-tensor layout ≤ 1.5× the one-tensor layout at N = 1e7.
+  Where the interleaved group timed the layout floors (``p ← p − c·g`` compiled over
+  each layout's arrays), the detail adds the least ratio they leave reachable,
+  ``1 + (floor_1000 − floor_1) / step_1`` (median over blocks);
 * ``byte ratio``: for each optimizer X, (t_X / t_Adam) / (bytes_X / bytes_Adam) within
   [1/1.2, 1.2], plain, one tensor, at N = 1e7 or the largest N both have (no data
   below 1e6, where steps are overhead-bound);
 * ``overhead``: the N = 1e3 one-tensor Adam step ≤ 20 µs (jax), ≤ 150 µs (tf).
 
 Step times are the ``min`` of the pytest-benchmark rounds by default (``--stat``): on
-a shared machine the fastest round is the one least disturbed.
+a shared machine the fastest round is the one least disturbed. A ratio takes both its
+times from one ``test_paired`` group when the run has one with both cases (timed in
+alternating blocks, so the machine's drift falls on both alike; the ratio is then the
+median over blocks of the two cases' ratio in the same block, and the detail says
+"interleaved"), else from the cases timed apart.
 
 Needs only the standard library and optcheck: it reads what the records carry.
 """
@@ -26,6 +34,7 @@ Needs only the standard library and optcheck: it reads what the records carry.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from dataclasses import dataclass
 
@@ -70,26 +79,110 @@ def step_time(entry: dict, stat: str = "min") -> float | None:
     return value
 
 
+@dataclass
+class Pair:
+    """Two cases' step times for a ratio, where they come from, and their records."""
+
+    a: float | None
+    b: float | None
+    #: the test_paired group both come from, or None: timed apart
+    group: str | None
+    a_info: dict
+    b_info: dict
+
+    @property
+    def how(self) -> str:
+        return f"interleaved ({self.group})" if self.group else "timed apart"
+
+    @property
+    def ratio(self) -> float:
+        """``a / b``. Interleaved: the median over blocks of the two cases' ratio in the
+        same block. A shared machine has fast and slow spells shorter than a block
+        cycle, which the best blocks of two cases need not share (a case's best block
+        can be 1.5× another's by luck alone, measured); neighbouring timings share
+        them. Timed apart: the ratio of the two times."""
+        blocks = [info.get("block_min_s") for info in (self.a_info, self.b_info)]
+        if self.group and all(blocks):
+            return statistics.median(x / y for x, y in zip(*blocks, strict=True))
+        return self.a / self.b
+
+    def detail(self) -> str:
+        """The two times and where the ratio comes from."""
+        if self.group:
+            n = len(self.a_info.get("block_min_s") or ())
+            return (f"best blocks {self.a * 1e3:.2f} vs {self.b * 1e3:.2f} ms; median of "
+                    f"{n} block ratios, {self.how}")  # fmt: skip
+        return f"{self.a * 1e3:.2f} ms vs {self.b * 1e3:.2f} ms, {self.how}"
+
+
+def _key(info: dict) -> tuple:
+    return (info["implementation"], info["optimizer"], info.get("feature", "plain"),
+            int(info["N"]), int(info["layout"]))  # fmt: skip
+
+
 class Index:
-    """Step records of one device, by (implementation, optimizer, feature, N, layout)."""
+    """Step records of one device, by (implementation, optimizer, feature, N, layout):
+    cases timed apart (``test_step``) and interleaved groups (``test_paired``)."""
 
     def __init__(self, records, device: str = "cpu", stat: str = "min"):
         self.entries: dict[tuple, dict] = {}
         self.times: dict[tuple, float] = {}
+        #: test_paired groups: name -> {key: (seconds, extra_info)} (runs merged: the last)
+        self.groups: dict[str, dict[tuple, tuple[float, dict]]] = {}
+        #: layout floors of the test_paired groups: name -> {(implementation, N, layout):
+        #: each block's best}
+        self.floors: dict[str, dict[tuple, list[float]]] = {}
         for entry in records:
             info = entry.get("extra_info") or {}
+            if info.get("kind") == "paired":
+                self.floors[info["group"]] = {
+                    (f["floor_of"], int(f["N"]), int(f["layout"])): f["block_min_s"]
+                    for f in (sub["extra_info"] for sub in info.get("floors", ()))
+                    if f.get("device", "cpu") == device
+                }
+                group = {}
+                for sub in info.get("records", ()):
+                    t = step_time(sub, stat)
+                    if sub["extra_info"].get("device", "cpu") == device and t and t > 0:
+                        group[_key(sub["extra_info"])] = (t, sub["extra_info"])
+                        self._add(sub, t)
+                self.groups[info["group"]] = group
+                continue
             if "implementation" not in info or info.get("device", "cpu") != device:
                 continue
             t = step_time(entry, stat)
-            if t is None or t <= 0:
-                continue
-            key = (info["implementation"], info["optimizer"], info.get("feature", "plain"),
-                   int(info["N"]), int(info["layout"]))  # fmt: skip
-            if key not in self.times or t < self.times[key]:  # several runs merged: best
-                self.times[key], self.entries[key] = t, entry
+            if t is not None and t > 0:
+                self._add(entry, t)
+
+    def _add(self, entry, t):
+        key = _key(entry["extra_info"])
+        if key not in self.times or t < self.times[key]:  # several runs merged: best
+            self.times[key], self.entries[key] = t, entry
+
+    def pair(self, a: tuple, b: tuple) -> Pair:
+        """Keys ``a`` and ``b`` from an interleaved group that has both, else each
+        case's best timed apart."""
+        for name, group in self.groups.items():
+            if a in group and b in group:
+                (ta, ia), (tb, ib) = group[a], group[b]
+                return Pair(ta, tb, name, ia, ib)
+        ia, ib = (((self.entries.get(k) or {}).get("extra_info") or {}) for k in (a, b))
+        return Pair(self.times.get(a), self.times.get(b), None, ia, ib)
+
+    def least_layout_ratio(self, pair: Pair, impl: str) -> float | None:
+        """For an interleaved layout pair (``LAYOUT_TENSORS`` tensors against one) whose
+        group timed ``impl``'s floors: the median over blocks of
+        ``1 + (floor_many − floor_one) / step_one``, the ratio a step would have if the
+        many arrays cost it no more than they cost the least update there is."""
+        floors = self.floors.get(pair.group) or {}
+        many, one = (floors.get((impl, REFERENCE_N, t)) for t in (LAYOUT_TENSORS, 1))
+        step = pair.b_info.get("block_min_s")
+        if not (many and one and step):
+            return None
+        return statistics.median(1 + (m - o) / s for m, o, s in zip(many, one, step, strict=True))
 
     def time(self, impl, optimizer="Adam", n=REFERENCE_N, layout=1, feature="plain"):
-        return self.times.get((impl, optimizer, feature, n, layout))
+        return self.times.get(key(impl, optimizer, n, layout, feature))
 
     def info(self, impl, optimizer="Adam", n=REFERENCE_N, layout=1, feature="plain") -> dict:
         entry = self.entries.get((impl, optimizer, feature, n, layout))
@@ -100,6 +193,10 @@ class Index:
 
     def sizes(self, impl, optimizer) -> set[int]:
         return {k[3] for k in self.times if k[:3] == (impl, optimizer, "plain") and k[4] == 1}
+
+
+def key(impl, optimizer="Adam", n=REFERENCE_N, layout=1, feature="plain") -> tuple:
+    return (impl, optimizer, feature, n, layout)
 
 
 def label(n: int) -> str:
@@ -124,42 +221,56 @@ def evaluate(records, device: str = "cpu", stat: str = "min") -> list[Row]:
 
     target = "vs torch fused"
     limit = f"<= {TORCH_RATIO:.1f}x"
-    torch_t = index.time("torch-fused")
     for impl in OURS:
-        t = index.time(impl)
-        if t is None or torch_t is None:
-            missing = impl if t is None else "torch-fused"
+        pair = index.pair(key(impl), key("torch-fused"))
+        if pair.a is None or pair.b is None:
+            missing = impl if pair.a is None else "torch-fused"
             rows.append(_no_data(target, impl, limit, f"no {missing} Adam {n_label} T=1"))
             continue
-        ratio = t / torch_t
+        ratio = pair.ratio
         rows.append(Row(target, impl, f"{ratio:.2f}x", limit, _status(ratio <= TORCH_RATIO),
-                        f"{t * 1e3:.2f} ms vs {torch_t * 1e3:.2f} ms"))  # fmt: skip
+                        pair.detail()))  # fmt: skip
 
     target = "roof fraction"
     limit = f">= {ROOF_FRACTION:.0%}"
     for impl in OURS:
-        t, info = index.time(impl), index.info(impl)
+        pair = index.pair(key(impl), key("torch-fused"))
+        t, info = pair.a, pair.a_info
         if t is None or not info.get("roof_gbps"):
             rows.append(_no_data(target, impl, limit, f"no {impl} Adam {n_label} T=1 with a roof"))
             continue
         gbps = info["bytes_per_step"] / t / 1e9
-        fraction = gbps / info["roof_gbps"]
+        detail = f"best {gbps:.1f} of {info['roof_gbps']:.1f} GB/s ({info.get('roof_method')})"
+        blocks, roofs = info.get("block_min_s"), info.get("roof_block_gbps")
+        if pair.group and blocks and roofs:
+            # As the ratios: step and roof in the same block, the median over blocks.
+            fraction = statistics.median(info["bytes_per_step"] / s / 1e9 / r
+                                         for s, r in zip(blocks, roofs, strict=True))  # fmt: skip
+            detail += f"; median of {len(blocks)} blocks' fractions, {pair.how}"
+        else:
+            fraction = gbps / info["roof_gbps"]
+            detail += f", {pair.how}"
         rows.append(Row(target, impl, f"{fraction:.0%}", limit, _status(fraction >= ROOF_FRACTION),
-                        f"{gbps:.1f} of {info['roof_gbps']:.1f} GB/s"))  # fmt: skip
+                        detail))  # fmt: skip
 
     target = f"{LAYOUT_TENSORS} tensors"
     limit = f"<= {LAYOUT_RATIO:.1f}x"
     for impl in (*OURS, "jax-flat"):
-        many = index.time(impl, layout=LAYOUT_TENSORS)
-        one = index.time(impl) or (index.time("jax") if impl == "jax-flat" else None)
-        if many is None or one is None:
-            if impl == "jax-flat" and many is None:
+        one_impl = "jax" if impl == "jax-flat" else impl
+        pair = index.pair(key(impl, layout=LAYOUT_TENSORS), key(one_impl))
+        one = pair.b
+        if pair.a is None or one is None:
+            if impl == "jax-flat" and pair.a is None:
                 continue  # optional: only reported when run
             rows.append(_no_data(target, impl, limit, f"no Adam {n_label} T=1 and T=1000"))
             continue
-        ratio = many / one
+        ratio = pair.ratio
+        detail = pair.detail()
+        least = index.least_layout_ratio(pair, impl)
+        if least is not None:
+            detail += f"; least reachable over the floor p-c*g: {least:.2f}x"
         rows.append(Row(target, impl, f"{ratio:.2f}x", limit, _status(ratio <= LAYOUT_RATIO),
-                        f"{many * 1e3:.2f} ms vs {one * 1e3:.2f} ms"))  # fmt: skip
+                        detail))  # fmt: skip
 
     target = "byte ratio"
     limit = f"in [{1 / BYTE_RATIO:.2f}, {BYTE_RATIO:.2f}]"
@@ -180,14 +291,13 @@ def evaluate(records, device: str = "cpu", stat: str = "min") -> list[Row]:
                                      f"largest common N {label(n)} < {label(BYTE_RATIO_MIN_N)}: "
                                      "overhead-bound, not bandwidth-bound"))  # fmt: skip
                 continue
-            t_x, t_a = index.time(impl, opt, n), index.time(impl, "Adam", n)
-            b_x = index.info(impl, opt, n)["bytes_per_param"]
-            b_a = index.info(impl, "Adam", n)["bytes_per_param"]
-            measured = (t_x / t_a) / (b_x / b_a)
+            pair = index.pair(key(impl, opt, n), key(impl, "Adam", n))
+            b_x, b_a = pair.a_info["bytes_per_param"], pair.b_info["bytes_per_param"]
+            measured = pair.ratio / (b_x / b_a)
             ok = 1 / BYTE_RATIO <= measured <= BYTE_RATIO
             rows.append(Row(target, f"{impl} {opt}", f"{measured:.2f}", limit, _status(ok),
-                            f"t {t_x / t_a:.2f} vs bytes {b_x}/{b_a} = {b_x / b_a:.2f} "
-                            f"at N={label(n)}"))  # fmt: skip
+                            f"t {pair.ratio:.2f} vs bytes {b_x}/{b_a} = {b_x / b_a:.2f} "
+                            f"at N={label(n)}; {pair.detail()}"))  # fmt: skip
 
     target = "overhead N=1e3"
     for impl, bound in OVERHEAD_S.items():

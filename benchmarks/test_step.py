@@ -24,6 +24,18 @@ def test_step(case, benchmark, roofs, bench_budget, bench_pause, bench_records):
     )
 
 
+def test_paired(paired_group, benchmark, roofs, bench_budget, bench_pause, bench_records):
+    """The cases a ratio target compares, and the layout floors, timed in alternating
+    blocks (``harness.paired_groups``); the targets prefer these to cases timed apart."""
+    name, group = paired_group
+    try:
+        info = harness.bench_paired(name, group, benchmark, roofs, bench_budget, bench_pause)
+    except harness.Unavailable as e:
+        pytest.skip(str(e))
+    bench_records.append({"name": f"test_paired[{name}]", "extra_info": info,
+                          "stats": harness.step_stats(benchmark)})  # fmt: skip
+
+
 def test_roof(roof_device, benchmark, roofs):
     """The session roof (best method, best of repeats, in ``extra_info``) and its kernel,
     one synchronised run of the winning method, timed by pytest-benchmark."""

@@ -240,6 +240,18 @@ def test_peer_case_record_when_installed(implementation):
     _check_record(harness.run_case(case, roofs, budget_s=0.02), case)
 
 
+@pytest.mark.parametrize("implementation", ["jax", "tf"])
+def test_floor_record(implementation):
+    module = "jax" if implementation == "jax" else "tensorflow"
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed")
+    case = harness.Case(implementation, "SGD", n=10**3, tensors=10)
+    built = harness.build(case, harness.FLOOR_BUILDERS)
+    info = harness.floor_record(case, built, {"min": 1e-3, "median": 2e-3})
+    assert info["kind"] == "floor" and info["floor_of"] == implementation
+    assert info["layout"] == 10 and "step_s" not in info and "0.001*g" in info["mapping"]
+
+
 def test_unmapped_peer_is_unavailable():
     if importlib.util.find_spec("torch") is None:
         pytest.skip("torch is not installed")
@@ -324,6 +336,111 @@ def test_targets_fail(tmp_path, capsys):
     assert statuses[("vs torch fused", "tf")] == "pass"
     assert targets.main([str(_write(tmp_path, entries))]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def _paired(name, entries, floors=()):
+    return {"name": f"test_paired[{name}]", "extra_info": {"kind": "paired", "group": name,
+            "records": entries, "floors": list(floors)}, "stats": {"min": 1.0}}  # fmt: skip
+
+
+def _blocks(entry, times):
+    entry["extra_info"]["block_min_s"] = times
+    entry["stats"]["min"] = min(times)
+    return entry
+
+
+def _floor(impl, layout, times):
+    return {"extra_info": {"kind": "floor", "floor_of": impl, "N": 10**7, "layout": layout,
+                           "device": "cpu", "block_min_s": times}}  # fmt: skip
+
+
+def test_targets_add_the_layout_floor():
+    entries = _passing()
+    one = [1.0, 2.0, 1.0]  # the machine's slow spell in the second block
+    entries.append(_paired(
+        "layout-jax",
+        [_blocks(_entry("jax", 0, layout=1000), [1.4, 2.8, 1.4]), _blocks(_entry("jax", 0), one)],
+        [_floor("jax", 1, [0.2, 0.4, 0.2]), _floor("jax", 1000, [1.0, 2.0, 0.6])],
+    ))  # fmt: skip
+    rows = {(r.target, r.implementation): r for r in targets.evaluate(entries)}
+    row = rows[("1000 tensors", "jax")]
+    assert row.measured == "1.40x" and "interleaved (layout-jax)" in row.detail
+    # Per block 1 + (1.0 - 0.2) / 1, 1 + 1.6 / 2, 1 + 0.4 / 1: the median is 1.8.
+    assert "least reachable over the floor p-c*g: 1.80x" in row.detail, row.detail
+    assert row.status == "pass"  # the floor informs, never decides
+    assert "floor" not in rows[("1000 tensors", "tf")].detail  # no floors for tf
+    # Floors are not steps: no target reads them as SGD times.
+    assert targets.Index(entries).time("jax", "SGD") == targets.Index(_passing()).time("jax", "SGD")
+
+
+def test_targets_take_ratios_from_interleaved_groups():
+    entries = _passing()
+    t = entries[0]["stats"]["min"]  # torch fused, timed apart
+    # Interleaved, torch was faster than it was alone and jax slower than alone.
+    # Per block the ratios are 1.25, 1.125 and 0.5 (jax caught a fast spell torch did
+    # not): the median, 1.125, not the ratio of the best blocks, 0.5 / 0.8.
+    entries.append(_paired("vs-torch", [
+        _blocks(_entry("torch-fused", 0), [0.8 * t, 0.8 * t, 1.0 * t]),
+        _blocks(_entry("jax", 0), [1.0 * t, 0.9 * t, 0.5 * t]),
+    ]))  # fmt: skip
+    rows = {(r.target, r.implementation): r for r in targets.evaluate(entries)}
+    jax_row = rows[("vs torch fused", "jax")]
+    assert jax_row.measured == "1.12x" and jax_row.status == "FAIL", jax_row
+    assert "median of 3 block ratios, interleaved (vs-torch)" in jax_row.detail
+    # The roof fraction pairs each block's step with that block's roof: fractions
+    # 0.9, 0.95 and 0.5 by construction, whose median is 0.9.
+    jax = entries[-1]["extra_info"]["records"][1]["extra_info"]
+    jax["roof_block_gbps"] = [jax["bytes_per_step"] / x / 1e9 / f
+                              for x, f in zip(jax["block_min_s"], (0.9, 0.95, 0.5), strict=True)]
+    rows = {(r.target, r.implementation): r for r in targets.evaluate(entries)}
+    assert rows[("roof fraction", "jax")].measured == "90%", rows[("roof fraction", "jax")]
+    assert "median of 3 blocks' fractions" in rows[("roof fraction", "jax")].detail
+    # tf is not in the group: its ratio still compares the cases timed apart.
+    assert "timed apart" in rows[("vs torch fused", "tf")].detail
+    # A group's records count as steps too (the best of all runs for the information).
+    assert targets.Index(entries).time("torch-fused") == 0.8 * t
+
+
+def test_paired_group_interleaves_its_cases():
+    cases = [harness.Case("numpy", "Adam"), harness.Case("numpy", "SGD"),
+             harness.Case("numpy", "Adam", device="gpu")]  # fmt: skip
+    bench = harness.PlainBenchmark()
+    info = harness.bench_paired("g", harness.Group(cases), bench, None, budget_s=0.02, blocks=3)
+    assert info["kind"] == "paired" and list(info["skipped"]) == [cases[2].id]
+    assert bench.stats.stats.rounds == 3  # one pytest-benchmark round per block
+    for sub, case in zip(info["records"], cases, strict=False):
+        extra = sub["extra_info"]
+        assert extra["timing"] == "interleaved" and extra["optimizer"] == case.optimizer
+        assert len(extra["block_min_s"]) == 3
+        assert sub["stats"]["min"] == min(extra["block_min_s"]) == extra["step_s"]
+    # With a session roof, its kernels are timed in the same blocks over the cases'
+    # working set, and that roof is the records' roof.
+    roofs = harness.RoofCache(**SMALL_ROOF)
+    info = harness.bench_paired("g", harness.Group(cases[:2]), harness.PlainBenchmark(), roofs,
+                                budget_s=0.02, blocks=2)  # fmt: skip
+    extra = info["records"][0]["extra_info"]
+    assert set(extra["roof_by_method"]) == set(roofs.get("cpu").by_method)
+    assert extra["roof_gbps"] == max(extra["roof_by_method"].values()) > 0
+    assert extra["roof_method"].endswith(", interleaved")
+    assert extra["roof_fraction"] == extra["gbps"] / extra["roof_gbps"]
+    assert len(extra["roof_block_gbps"]) == 2
+    assert max(extra["roof_block_gbps"]) == extra["roof_gbps"]
+    with pytest.raises(harness.Unavailable, match="fewer than two"):
+        harness.bench_paired("g", harness.Group(cases[1:]), harness.PlainBenchmark(), None,
+                             budget_s=0.02)  # fmt: skip
+
+
+def test_paired_group_times_its_floors_in_the_same_blocks():
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed")
+    floors = [harness.Case("jax", "SGD", n=10**3, tensors=t) for t in (1, 10)]
+    group = harness.Group([harness.Case("numpy", "Adam"), harness.Case("numpy", "SGD")], floors)
+    info = harness.bench_paired("g", group, harness.PlainBenchmark(), None, budget_s=0.02,
+                                blocks=2)  # fmt: skip
+    assert [f["extra_info"]["layout"] for f in info["floors"]] == [1, 10]
+    for f in info["floors"]:
+        assert f["extra_info"]["kind"] == "floor" and len(f["extra_info"]["block_min_s"]) == 2
+    assert len(info["records"]) == 2  # the floors are not step records
 
 
 def test_targets_without_data(tmp_path):
