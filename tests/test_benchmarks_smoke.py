@@ -245,6 +245,12 @@ def test_floor_record(implementation):
     module = "jax" if implementation == "jax" else "tensorflow"
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} is not installed")
+    if implementation == "tf":
+        # Split the host CPU before this test starts TensorFlow, as the tf adapters do:
+        # MirroredStrategy tests later in the session need the logical devices.
+        from optcheck.adapters.tf_xla import ensure_host_devices
+
+        ensure_host_devices()
     case = harness.Case(implementation, "SGD", n=10**3, tensors=10)
     built = harness.build(case, harness.FLOOR_BUILDERS)
     info = harness.floor_record(case, built, {"min": 1e-3, "median": 2e-3})
