@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from optcheck.adapters.numpy_reference import ReferenceAdapter
 from optcheck.conformance import engine
 from optcheck.conformance.features import features_for
+from optcheck.conformance.scenario import Scenario
 from optcheck.conformance.strategies import scenarios
 from optcheck.reference.optimizers import MODULES
 
@@ -141,6 +142,37 @@ def test_clipped_replicas_that_cancel_in_keras_cancel_here(backend, request):
     assert np.isnan(ReferenceAdapter().open(scenario).step(scenario.steps[0]).variables[0])
     found = engine.check(scenario, adapter)
     assert found is None, f"{adapter.name} deviates: {found}"
+
+
+def _adafactor_scenario(profile, dtype, gradients):
+    d = np.dtype(dtype)
+    rng = np.random.default_rng(3)
+    shape = gradients[0].shape
+    return Scenario(
+        optimizer="Adafactor", config={}, profile=profile, dtype=dtype,
+        initial_values=[rng.normal(size=shape).astype(d)],
+        steps=[[g.astype(d)] for g in gradients], needs=(),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("backend", ["jax_adapter", "tf_adapter"])
+def test_adafactor_factored_square_root_conforms_and_falls_back(backend, profile, request):
+    """float32 Adafactor takes rsqrt(v) as rsqrt(row)·rsqrt(c) (core._factored_rms_and_u):
+    within the tolerance on a 3-D variable, and where row·c underflows (an all-zero row
+    and column with ε1 = 1e-30: v = 1e-61 → 0, u = 0·∞) the element-wise formula's NaN,
+    as Keras computes it."""
+    adapter = request.getfixturevalue(backend)
+    rng = np.random.default_rng(4)
+    dense = [rng.normal(size=(3, 6, 5)) * 10 for _ in range(3)]
+    sparse = np.zeros((6, 5))
+    sparse[0, 0] = 5.0
+    for steps in (dense, [sparse]):
+        scenario = _adafactor_scenario(profile, "float32", steps)
+        found = engine.check(scenario, adapter)
+        assert found is None, f"{adapter.name} deviates: {found}"
+    golden = ReferenceAdapter().open(scenario).step(scenario.steps[0]).variables[0]
+    assert np.isnan(golden).all()  # what the fallback must reproduce
 
 
 # -- TensorFlow -----------------------------------------------------------------------

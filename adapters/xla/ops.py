@@ -81,6 +81,11 @@ class JaxOps:
 
         return lambda xs: list(jax.lax.optimization_barrier(tuple(xs)))
 
+    def cond(self, pred, true_fn, false_fn):
+        import jax
+
+        return jax.lax.cond(pred, true_fn, false_fn)
+
     def __getattr__(self, item):
         # sqrt, square, abs, sign, maximum, minimum, where, power, floor, sum, mean,
         # expand_dims, zeros_like, logical_and: the NumPy names.
@@ -102,6 +107,8 @@ class TfOps:
         self.power, self.floor = m.pow, m.floor
         self.where, self.expand_dims, self.zeros_like = tf.where, tf.expand_dims, tf.zeros_like
         self.logical_and = m.logical_and
+        self.min, self.max, self.all = tf.reduce_min, tf.reduce_max, tf.reduce_all
+        self.isfinite, self.cond = m.is_finite, tf.cond
 
     def constant(self, value, dtype):
         return self.tf.constant(np.asarray(value, dtype=np.float64).astype(_np(dtype)))
