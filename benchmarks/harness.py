@@ -997,7 +997,7 @@ def bench_paired(
     """Time the cases of one group in alternating blocks: all built first, then each
     block times every case for ``budget_s / blocks`` in turn, and the session roof's
     kernels (:func:`roof_kernel`) over the cases' working set. A shared machine's
-    bandwidth drifts by tens of per cent within a minute (docs/xla.md), so cases timed
+    bandwidth moves by tens of per cent within seconds (benchmarks/README.md), so cases timed
     one after the other, or a roof measured at the start, compare different machines;
     interleaved, each had the same chances. ``extra_info``: ``kind: "paired"`` and one
     step record per case (:func:`record`, with ``timing: "interleaved"``, the group, each
