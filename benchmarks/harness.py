@@ -822,16 +822,20 @@ class PlainBenchmark:
             for _ in range(iterations):
                 target()
             data.append((time.perf_counter() - t0) / iterations)
-        stats = SimpleNamespace(
-            min=min(data),
-            max=max(data),
-            mean=statistics.fmean(data),
-            median=statistics.median(data),
-            stddev=statistics.stdev(data) if len(data) > 1 else 0.0,
-            rounds=len(data),
-            data=data,
-        )
+        stats = SimpleNamespace(**summary(data), data=data)
         self.stats = SimpleNamespace(stats=stats, iterations=iterations)
+
+
+def summary(data: list[float]) -> dict:
+    """min, max, mean, median, stddev and rounds of per-round (per-block) times."""
+    return {
+        "min": min(data),
+        "max": max(data),
+        "mean": statistics.fmean(data),
+        "median": statistics.median(data),
+        "stddev": statistics.stdev(data) if len(data) > 1 else 0.0,
+        "rounds": len(data),
+    }
 
 
 def step_stats(benchmark) -> dict | None:
@@ -1060,14 +1064,7 @@ def bench_paired(
         records, floor_records = [], []
         for i, b in enumerate(built + floors):
             mins = block_mins[i]
-            stats = {
-                "min": min(mins),
-                "median": statistics.median(mins),
-                "mean": statistics.fmean(mins),
-                "stddev": statistics.stdev(mins) if len(mins) > 1 else 0.0,
-                "rounds": len(mins),
-                "iterations": plans[i][1],
-            }
+            stats = {**summary(mins), "iterations": plans[i][1]}
             if i < len(built):
                 info = record(b.case, b, stats, roof)
                 info.update(roof_by_method=by_method, roof_block_gbps=block_roof,

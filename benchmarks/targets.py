@@ -115,9 +115,14 @@ class Pair:
         return f"{self.a * 1e3:.2f} ms vs {self.b * 1e3:.2f} ms, {self.how}"
 
 
+def key(impl, optimizer="Adam", n=REFERENCE_N, layout=1, feature="plain") -> tuple:
+    """An :class:`Index` key."""
+    return (impl, optimizer, feature, n, layout)
+
+
 def _key(info: dict) -> tuple:
-    return (info["implementation"], info["optimizer"], info.get("feature", "plain"),
-            int(info["N"]), int(info["layout"]))  # fmt: skip
+    return key(info["implementation"], info["optimizer"], int(info["N"]), int(info["layout"]),
+               info.get("feature", "plain"))  # fmt: skip
 
 
 class Index:
@@ -185,7 +190,7 @@ class Index:
         return self.times.get(key(impl, optimizer, n, layout, feature))
 
     def info(self, impl, optimizer="Adam", n=REFERENCE_N, layout=1, feature="plain") -> dict:
-        entry = self.entries.get((impl, optimizer, feature, n, layout))
+        entry = self.entries.get(key(impl, optimizer, n, layout, feature))
         return (entry or {}).get("extra_info") or {}
 
     def optimizers(self, impl) -> set[str]:
@@ -193,10 +198,6 @@ class Index:
 
     def sizes(self, impl, optimizer) -> set[int]:
         return {k[3] for k in self.times if k[:3] == (impl, optimizer, "plain") and k[4] == 1}
-
-
-def key(impl, optimizer="Adam", n=REFERENCE_N, layout=1, feature="plain") -> tuple:
-    return (impl, optimizer, feature, n, layout)
 
 
 def label(n: int) -> str:
@@ -293,10 +294,11 @@ def evaluate(records, device: str = "cpu", stat: str = "min") -> list[Row]:
                 continue
             pair = index.pair(key(impl, opt, n), key(impl, "Adam", n))
             b_x, b_a = pair.a_info["bytes_per_param"], pair.b_info["bytes_per_param"]
-            measured = pair.ratio / (b_x / b_a)
+            ratio = pair.ratio
+            measured = ratio / (b_x / b_a)
             ok = 1 / BYTE_RATIO <= measured <= BYTE_RATIO
             rows.append(Row(target, f"{impl} {opt}", f"{measured:.2f}", limit, _status(ok),
-                            f"t {pair.ratio:.2f} vs bytes {b_x}/{b_a} = {b_x / b_a:.2f} "
+                            f"t {ratio:.2f} vs bytes {b_x}/{b_a} = {b_x / b_a:.2f} "
                             f"at N={label(n)}; {pair.detail()}"))  # fmt: skip
 
     target = "overhead N=1e3"
