@@ -19,8 +19,9 @@ NAME = "numpy"
 
 class ReferenceSession(Session):
     def __init__(self, package, scenario, numerics="faithful", perturbation=0.0, flush=None,
-                 variant=None):  # fmt: skip
+                 variant=None, learning_rate_scale=1.0):  # fmt: skip
         self._package = package
+        self._learning_rate_scale = learning_rate_scale
         self._scenario = scenario
         self._profile = scenario.profile
         self._spec = scenario.spec()
@@ -43,8 +44,15 @@ class ReferenceSession(Session):
             else:  # Keras 3: ``optimizer.iterations.assign(n)`` (a diagnosis variant)
                 self._optimizer._iterations.assign(np.asarray(scenario.iterations, np.int64))
 
-    def _new_optimizer(self):
-        optimizer = self._package.optimizers.deserialize(self._spec, profile=self._profile)
+    def _new_optimizer(self, optimizer=None):
+        if optimizer is None:
+            optimizer = self._package.optimizers.deserialize(self._spec, profile=self._profile)
+        schedules = self._package.schedules
+        if self._learning_rate_scale != 1.0 and isinstance(
+            getattr(optimizer, "_learning_rate", None), schedules.LearningRateSchedule
+        ):
+            optimizer._learning_rate = _scaled(schedules, optimizer._learning_rate,
+                                               self._learning_rate_scale)  # fmt: skip
         s = self._scenario
         if s.exclude_names or s.exclude_indices:
             optimizer.exclude_from_weight_decay(
@@ -120,15 +128,26 @@ class ReferenceSession(Session):
         return self.observe()
 
     def round_trip(self) -> None:
-        config = self._optimizer.get_config()
-        cls = type(self._optimizer)
-        self._optimizer = cls.from_config(config, profile=self._profile)
-        s = self._scenario
-        if s.exclude_names or s.exclude_indices:
-            self._optimizer.exclude_from_weight_decay(
-                var_list=[self._variables[i] for i in s.exclude_indices],
-                var_names=s.exclude_names or None,
-            )
+        optimizer = self._optimizer
+        optimizer._learning_rate = getattr(optimizer._learning_rate, "unscaled",
+                                           optimizer._learning_rate)  # fmt: skip
+        config = optimizer.get_config()
+        self._optimizer = self._new_optimizer(type(optimizer).from_config(config,
+                                                                          profile=self._profile))
+
+
+def _scaled(schedules, schedule, scale: float):
+    """``schedule`` with its values multiplied by ``scale`` in their own dtype: the
+    learning-rate sensitivity run of the conformance engine (conformance/tolerance.py)."""
+
+    class Scaled(schedules.LearningRateSchedule):
+        unscaled = schedule
+
+        def __call__(self, step):
+            value = np.asarray(schedule(step))
+            return value * value.dtype.type(scale)
+
+    return Scaled()
 
 
 def _compute_dtype(package, dtype: str, numerics: str):
@@ -152,18 +171,22 @@ class ReferenceAdapter(Adapter):
         perturbation=0.0,
         flush=None,
         variant=None,
+        learning_rate_scale=1.0,
     ):
         """``numerics``: "faithful", "oracle" (float64) or "extended" (x87); a non-zero
         ``perturbation`` runs Monte Carlo arithmetic of that relative size, flushing
         magnitudes below ``flush`` to zero when given (error estimates of the
         conformance engine). ``variant`` (deviation diagnosis) changes the semantics:
-        ``variant.profile(profile)`` and ``variant.spec(spec)`` give the ones to run."""
+        ``variant.profile(profile)`` and ``variant.spec(spec)`` give the ones to run.
+        ``learning_rate_scale`` multiplies a schedule's values (the engine's learning-rate
+        sensitivity run)."""
         self._package = importlib.import_module(package) if isinstance(package, str) else package
         self.name = name
         self.numerics = numerics
         self.perturbation = perturbation
         self.flush = flush
         self.variant = variant
+        self.learning_rate_scale = learning_rate_scale
 
     def version(self) -> str:
         from optcheck import __version__
@@ -179,9 +202,8 @@ class ReferenceAdapter(Adapter):
         )
 
     def open(self, scenario) -> ReferenceSession:
-        return ReferenceSession(
-            self._package, scenario, self.numerics, self.perturbation, self.flush, self.variant
-        )
+        return ReferenceSession(self._package, scenario, self.numerics, self.perturbation,
+                                self.flush, self.variant, self.learning_rate_scale)  # fmt: skip
 
 
 def factory() -> ReferenceAdapter:

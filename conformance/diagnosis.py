@@ -212,6 +212,17 @@ VARIANTS: list[Variant] = [
         _optimizer("Nadam"),
     ),
     Variant(
+        "nadam_u_product_advance=python_counter",
+        "Nadam's momentum product Π advanced by each variable's update until a Python "
+        "counter (1 at build) reaches iterations + 2: with iterations preset to n, the "
+        "first n + 1 variable updates of a step each multiply Π by u_t; Keras advances Π "
+        "once per step",
+        "tf-keras eager Nadam.update_step (tf_keras/optimizers/nadam.py, "
+        "_u_product_counter); docs/keras.md finding 7",
+        {"nadam_u_product_advance": "python_counter"},
+        lambda s: s.optimizer == "Nadam" and bool(s.iterations) and _several(s),
+    ),
+    Variant(
         "sparse_gradients=keep_duplicates",
         "repeated indices of a sparse gradient are not summed before the update: "
         "non-linear terms see each row (Adam's v gains Σg_i², not (Σg_i)²); Keras ≥ 2.10 "

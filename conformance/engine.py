@@ -88,8 +88,12 @@ def compare(
     perturbed: Observation | None = None,
     carry: dict | None = None,
     record=None,
+    shifted: Observation | None = None,
 ) -> Divergence | None:
     """The first quantity of ``candidate`` out of tolerance, or None.
+
+    ``shifted``: the oracle with the learning rate at the edge of its tolerance
+    (:func:`~optcheck.conformance.tolerance.shifts_learning_rate`), or None.
 
     ``carry`` (free mode): per quantity, the local budget of the earlier steps; this
     step's local budget is added to it.
@@ -114,27 +118,28 @@ def compare(
         if found:
             return found
     reduced = tol.reduction_size(scenario)
+    references = (oracle, perturbed, shifted)
     quantities = []
     for i, (g, c) in enumerate(zip(golden.variables, candidate.variables, strict=True)):
         prev = before.variables[i] if before else scenario.initial_values[i]
-        refs = [o.variables[i] if o else None for o in (oracle, perturbed)]
+        refs = [o.variables[i] if o else None for o in references]
         quantities.append((f"variable {scenario.names[i]}", g, c, prev, refs, ("variable", i)))
     if golden.slots is not None and candidate.slots is not None:
         for i, (gs, cs) in enumerate(zip(golden.slots, candidate.slots, strict=True)):
             for slot in sorted(set(gs) & set(cs)):
                 prev = before.slots[i].get(slot) if before and before.slots else None
                 refs = [o.slots[i].get(slot) if o and o.slots else None
-                        for o in (oracle, perturbed)]  # fmt: skip
+                        for o in references]  # fmt: skip
                 quantities.append((f"slot {slot} of {scenario.names[i]}", gs[slot], cs[slot],
                                    prev, refs, ("slot", i, slot)))  # fmt: skip
-    for name, g, c, prev, (orc, pert), key in quantities:
+    for name, g, c, prev, (orc, pert, shift), key in quantities:
         measured = tol.measured_error(g, orc, pert)
         carried = 0.0
         if carry is not None:
             carried = carry.get(name, 0.0)
             carry[name] = carried + tol.local_budget(scenario.dtype, g, prev, reduced)
         limit = tol.bound(policy, scenario.dtype, np.asarray(g), prev, measured, step, reduced,
-                          carried)  # fmt: skip
+                          carried, tol.largest_difference(shift, orc))  # fmt: skip
         if record is not None:
             record(step, key, g, limit, pert)
         found = first_bad(name, step, c, g, limit, pert)
@@ -170,11 +175,19 @@ def check(
         flush=tol.smallest_normal(scenario.dtype),
         variant=variant,
     )
+    shift_adapter = ReferenceAdapter(
+        numerics=_oracle_numerics(scenario.dtype),
+        variant=variant,
+        learning_rate_scale=1 + tol.LR_RELATIVE,
+    )
     g_session = golden.open(scenario)
     c_session = candidate.open(scenario)
     o_session = oracle_adapter.open(scenario) if measure else None
     p_session = mca_adapter.open(scenario) if measure else None
-    sessions = [s for s in (g_session, c_session, o_session, p_session) if s is not None]
+    shifting = measure and tol.shifts_learning_rate(scenario)
+    l_session = shift_adapter.open(scenario) if shifting else None
+    references = [s for s in (o_session, p_session, l_session) if s is not None]
+    sessions = [g_session, c_session, *references]
     skip = scenario.skip_gradients_aggregation
     try:
         before: Observation | None = None
@@ -182,18 +195,18 @@ def check(
         fresh = False  # just rebuilt from the config: nothing to load
         for i, grads in enumerate(scenario.steps, start=1):
             if before is not None and resync and not fresh:
-                c_session.load(before)
-                if measure:
-                    o_session.load(before)
-                    p_session.load(before)
+                for session in (c_session, *references):
+                    session.load(before)
             g_obs = g_session.step(grads, skip_gradients_aggregation=skip)
             c_obs = c_session.step(grads, skip_gradients_aggregation=skip)
-            o_obs = p_obs = None
+            o_obs = p_obs = l_obs = None
             if measure:
                 o_obs = o_session.step(grads, skip_gradients_aggregation=skip)
                 p_obs = p_session.step(grads, skip_gradients_aggregation=skip)
+            if l_session is not None:
+                l_obs = l_session.step(grads, skip_gradients_aggregation=skip)
             found = compare(scenario, i, g_obs, c_obs, before, o_obs, policy, p_obs, carry,
-                            record)
+                            record, l_obs)
             if found:
                 return found
             before = g_obs
@@ -205,8 +218,9 @@ def check(
             step = len(scenario.steps) + 1
             o_fin = o_session.finalize() if measure else None
             p_fin = p_session.finalize() if measure else None
+            l_fin = l_session.finalize() if l_session is not None else None
             found = compare(scenario, step, g_session.finalize(), c_session.finalize(), before,
-                            o_fin, policy, p_fin, carry, record)  # fmt: skip
+                            o_fin, policy, p_fin, carry, record, l_fin)  # fmt: skip
             if found:
                 found.quantity = f"finalize_variable_values: {found.quantity}"
                 return found

@@ -93,7 +93,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from optcheck.adapters.base import Adapter, Observation
-from optcheck.reference import dtypes
+from optcheck.reference import dtypes, elementary
 from optcheck.reference.sparse import IndexedSlices, PerReplica, to_dense
 
 from . import tolerance as tol
@@ -435,7 +435,7 @@ def _zero_lr_applies(scenario: Scenario) -> bool:
         # preset iterations count): the second moment would stay 0 and give 0/0.
         t = dtypes.cast(scenario.iterations + 1, dtype)
         one = dtypes.const(1, dtype)
-        beta_2_t = one - np.power(t, dtypes.const(config.get("beta_2_decay", -0.8), dtype))
+        beta_2_t = one - elementary.power(t, dtypes.const(config.get("beta_2_decay", -0.8), dtype))
         if not one - beta_2_t > 0:
             return False
         eps_1 = config.get("epsilon_1", 1e-30)

@@ -146,6 +146,17 @@ def _perturb(result):
     return _flush(arr * (1 + delta)).view(_Perturbed)
 
 
+def is_perturbed(x) -> bool:
+    """Whether ``x`` is an array of Monte Carlo arithmetic (inside ``monte_carlo()``)."""
+    return isinstance(x, _Perturbed)
+
+
+def perturb(result):
+    """Inside ``monte_carlo()``, the result of one operation computed outside NumPy's
+    ufuncs (reference/elementary.py), perturbed and flushed as a ufunc's result is."""
+    return _perturb(result)
+
+
 def _flush(arr):
     tiny = _mca.get("flush")
     if not tiny:

@@ -161,6 +161,12 @@ class Profile:
     #: once (Keras 3's torch backend, ``torch_nadam.py``: ``alpha=1 - self.beta_1``;
     #: torch.optim.NAdam).
     nadam_one_minus_beta: str = "tensor"
+    #: When Nadam's Π advances: ``"once_per_step"`` (the intended semantics, notes §2.9;
+    #: Keras 3) or ``"python_counter"`` (tf-keras eager ``update_step``: every variable's
+    #: update advances Π unless a Python counter, 1 at build and incremented with each
+    #: advance, equals ``iterations + 2``; with ``iterations`` preset to n before the
+    #: first step, the first n + 1 variable updates each advance it).
+    nadam_u_product_advance: str = "once_per_step"
     #: ``"decoupled"`` (Keras: v ← v − v·wd·lr before the update) or ``"l2"``
     #: (wd·v added to the gradient, torch ``Adam(weight_decay=)``).
     weight_decay_coupling: str = "decoupled"

@@ -48,7 +48,7 @@ import math
 
 import numpy as np
 
-from . import dtypes
+from . import dtypes, elementary
 
 __all__ = [
     "CosineDecay",
@@ -235,7 +235,7 @@ class ExponentialDecay(_RateDecay):
     @_ieee
     def __call__(self, step):
         lr, _, decay_rate, p = self._progress(step)
-        return lr * np.power(decay_rate, p)
+        return lr * elementary.power(decay_rate, p)
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -356,7 +356,7 @@ class PolynomialDecay(LearningRateSchedule):
         else:
             global_step = np.minimum(global_step, decay_steps)
         p = global_step / decay_steps
-        decayed = (lr - end_learning_rate) * np.power(dtypes.const(1, dtype) - p, power)
+        decayed = (lr - end_learning_rate) * elementary.power(dtypes.const(1, dtype) - p, power)
         return decayed + end_learning_rate
 
     def get_config(self):
@@ -441,7 +441,7 @@ class CosineDecay(LearningRateSchedule):
         completed_fraction = step / decay_steps
         pi = dtypes.const(math.pi, dtype)
         cosine_decayed = dtypes.const(0.5, dtype) * (
-            dtypes.const(1.0, dtype) + _cos(pi * completed_fraction)
+            dtypes.const(1.0, dtype) + elementary.cos(pi * completed_fraction)
         )
         decayed = dtypes.const(1 - alpha, dtype) * cosine_decayed + dtypes.const(alpha, dtype)
         return decay_from_lr * decayed
@@ -535,13 +535,17 @@ class CosineDecayRestarts(LearningRateSchedule):
             i_restart = np.floor(completed_fraction)
             completed_fraction = completed_fraction - i_restart
         else:
-            i_restart = np.floor(np.log(one - completed_fraction * (one - t_mul)) / np.log(t_mul))
-            sum_r = (one - np.power(t_mul, i_restart)) / (one - t_mul)
-            completed_fraction = (completed_fraction - sum_r) / np.power(t_mul, i_restart)
+            log_ratio = elementary.log(one - completed_fraction * (one - t_mul)) / elementary.log(
+                t_mul
+            )
+            i_restart = np.floor(log_ratio)
+            sum_r = (one - elementary.power(t_mul, i_restart)) / (one - t_mul)
+            completed_fraction = (completed_fraction - sum_r) / elementary.power(t_mul, i_restart)
 
-        m_fac = np.power(m_mul, i_restart)
+        m_fac = elementary.power(m_mul, i_restart)
         pi = dtypes.const(math.pi, dtype)
-        cosine_decayed = dtypes.const(0.5, dtype) * m_fac * (one + _cos(pi * completed_fraction))
+        cosine = elementary.cos(pi * completed_fraction)
+        cosine_decayed = dtypes.const(0.5, dtype) * m_fac * (one + cosine)
         decayed = (dtypes.const(1, dtype) - alpha) * cosine_decayed + alpha
         return lr * decayed
 
@@ -749,17 +753,3 @@ def deserialize(config, custom_objects=None, use_legacy_format=False):
             f"class is missing a `from_config()` method. Full object config: {config}"
         )
     return cls.from_config(dict(inner))
-
-
-def _cos(x):
-    """cos correctly rounded to ``x``'s dtype (computed in float64, then rounded once).
-
-    TensorFlow's float32 cos is correctly rounded where NumPy's is not always:
-    ``cos(float32(1.1780972))`` is 0.38268343 in TensorFlow (exact 0.38268342963…) and
-    0.38268346 with ``np.cos`` on float32, 1 ulp off (found by the tf-keras adapter on
-    CosineDecay).
-    """
-    x = np.asarray(x)
-    if x.dtype == np.float64 or x.dtype.itemsize > 8:
-        return np.cos(x)
-    return np.cos(x.astype(np.float64)).astype(x.dtype)

@@ -19,6 +19,10 @@ from .helpers import cancelling_clipped_replicas
 VARIANTS = {v.name: v for v in diagnosis.VARIANTS}
 EXP = {"class_name": "ExponentialDecay",
        "config": {"initial_learning_rate": 0.1, "decay_steps": 1, "decay_rate": 0.5}}  # fmt: skip
+#: After 3000 steps float32's rounding of 3000/7 and of 0.99 moves 0.99^(step/7) by ~1e-5:
+#: a schedule computed in float64 is visible beyond the float32 learning rate's tolerance.
+EXP_LATE = {"class_name": "ExponentialDecay",
+            "config": {"initial_learning_rate": 0.1, "decay_steps": 7, "decay_rate": 0.99}}
 
 
 def _scenario(optimizer, config, steps, values=(1.0, -2.0), dtype="float64", profile="keras2",
@@ -80,7 +84,10 @@ CASES = {
                                          [np.ones(2), None]],
                                   needs=("none_gradients",), finalize=True),
     "schedule_offset=1": _scenario("SGD", {"learning_rate": EXP}, GRADS),
-    "schedule_in_float64": _scenario("SGD", {"learning_rate": EXP}, GRADS),
+    "schedule_in_float64": _scenario("SGD", {"learning_rate": EXP_LATE}, GRADS, iterations=3000),
+    "nadam_u_product_advance=python_counter": _two(
+        "Nadam", {"epsilon": 1e-7}, [([0.3, -0.2], [0.5]), ([0.1, 0.4], [-0.2])], iterations=2
+    ),
     "nan_in_max=ignore": _scenario("Adafactor", {"learning_rate": 0.1}, GRADS[:1],
                                    values=(np.nan, 2.0)),
     "python_scalar_cast=direct": _scenario("Adamax", {"beta_1": 0.7, "epsilon": 1e-7,
@@ -115,7 +122,8 @@ def test_a_variant_implementation_is_diagnosed_as_that_variant(name):
 
 
 def test_two_variants_at_once_are_diagnosed_as_the_pair():
-    scenario = _scenario("Adagrad", {"epsilon": 0.1, "learning_rate": EXP}, GRADS)
+    scenario = _scenario("Adagrad", {"epsilon": 0.1, "learning_rate": EXP_LATE}, GRADS,
+                         iterations=3000)
     pair = diagnosis.Combined((VARIANTS["epsilon_in_sqrt=False"],
                                VARIANTS["schedule_in_float64"]))  # fmt: skip
     found = diagnosis.diagnose(scenario, ReferenceAdapter(variant=pair), tol.Policy())

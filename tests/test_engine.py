@@ -260,3 +260,59 @@ def test_scenario_json_round_trip_is_exact():
 def test_observation_defaults():
     obs = Observation([np.zeros(2)], 3)
     assert obs.learning_rate is None and obs.slots is None
+
+
+# -- a float32 learning rate in a float64 step (tolerance.py) -----------------------------
+SCHEDULES64 = [
+    {"class_name": "ExponentialDecay",
+     "config": {"initial_learning_rate": 0.1000023, "decay_steps": 9, "decay_rate": 0.1}},
+    {"class_name": "CosineDecayRestarts",
+     "config": {"initial_learning_rate": 3.8e-05, "first_decay_steps": 4, "t_mul": 2.498,
+                "m_mul": 0.692}},
+    {"class_name": "PolynomialDecay",
+     "config": {"initial_learning_rate": 1.74e-4, "decay_steps": 8, "end_learning_rate": 7.9e-5,
+                "power": 1.85}},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["Adagrad", "Adadelta", "Adamax", "RMSprop", "Lion", "Ftrl"])
+@pytest.mark.parametrize("schedule", range(len(SCHEDULES64)))
+def test_a_float64_step_admits_the_learning_rates_float32_error(name, schedule):
+    """A schedule is float32 in a float64 step; a candidate whose schedule is a few float32
+    ulps off (another pow, log or cos) conforms — tf-keras's float64 schedule cases were
+    flagged before the bound knew it (docs/keras.md, finding 6) — and a learning rate off
+    by more than the learning-rate tolerance still deviates."""
+    s = scenario(name, "float64", {"learning_rate": SCHEDULES64[schedule]}, steps=5,
+                 needs=("schedule",))  # fmt: skip
+    ulps = ReferenceAdapter(learning_rate_scale=1 + 4 * tol.UNIT_ROUNDOFF["float32"])
+    assert check(s, ulps) is None
+    found = check(s, ReferenceAdapter(learning_rate_scale=1 + 4 * tol.LR_RELATIVE))
+    assert found is not None and found.quantity == "learning_rate"
+
+
+def test_the_learning_rate_grant_is_the_learning_rates_tolerance_only(monkeypatch):
+    """The engine adds L = max|oracle(lr·(1 + LR_OPS·u₃₂)) − oracle| per tensor: about
+    LR_RELATIVE times the update (Adam is linear in lr), and nothing without a schedule or
+    in float32."""
+    s = scenario("Adam", "float64", {"learning_rate": SCHEDULES64[0]}, steps=1,
+                 needs=("schedule",))  # fmt: skip
+    assert tol.shifts_learning_rate(s)
+    assert not tol.shifts_learning_rate(scenario("Adam", "float64", {"learning_rate": 0.01}))
+    assert not tol.shifts_learning_rate(scenario("Adam", "float32",
+                                                 {"learning_rate": SCHEDULES64[0]}))
+    granted = []
+    real_bound = tol.bound
+
+    def spy(*args):
+        granted.append(args[-1])
+        return real_bound(*args)
+
+    monkeypatch.setattr(tol, "bound", spy)
+    assert check(s, ReferenceAdapter()) is None
+    golden = ReferenceAdapter().open(s).step(s.steps[0]).variables
+    for i, (before, after) in enumerate(zip(s.initial_values, golden, strict=True)):
+        update = np.abs(np.asarray(after) - before)
+        assert granted[i] == pytest.approx(tol.LR_RELATIVE * float(update.max()), rel=0.2)
+    granted.clear()
+    assert check(scenario("Adam", "float64", {"learning_rate": 0.01}), ReferenceAdapter()) is None
+    assert granted and not any(granted)

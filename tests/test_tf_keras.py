@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from optcheck.adapters.base import Observation
+from optcheck.adapters.numpy_reference import ReferenceAdapter
 from optcheck.adapters.registry import describe, load_adapter
 from optcheck.conformance import engine, suite
+from optcheck.conformance.scenario import Scenario
 from optcheck.reference.sparse import IndexedSlices, PerReplica
 from tests.helpers import arrays as _arrays
 from tests.helpers import three_variable_scenario as _scenario
@@ -179,6 +181,31 @@ def test_finding_nadam_on_tf_keras_itself():
     assert eager[0] == eager[1] == eager[2]  # same gradients, same trajectory
     xla = run(True)
     assert len(set(xla)) > 1
+
+
+def test_finding_nadam_with_preset_iterations_on_tf_keras_itself():
+    """Finding 7: eager tf-keras Nadam with ``iterations`` preset advances Π once per
+    variable until its Python counter catches up; the golden's variant
+    ``nadam_u_product_advance=python_counter`` reproduces it, the golden does not."""
+    tf = pytest.importorskip("tensorflow")
+    tf_keras = pytest.importorskip("tf_keras")
+    variables = [tf.Variable([1.0], dtype=tf.float64) for _ in range(3)]
+    opt = tf_keras.optimizers.Nadam(0.1, jit_compile=False)
+    opt.iterations.assign(2)
+    opt.apply_gradients(zip([tf.constant([1.0], tf.float64)] * 3, variables, strict=True))
+    got = [float(v.numpy()[0]) for v in variables]
+    assert got[0] != got[1] != got[2]  # same gradients, three different updates
+
+    from optcheck.conformance.diagnosis import VARIANTS
+
+    values = [np.ones(1)] * 3
+    s = Scenario("Nadam", {"learning_rate": 0.1}, "keras2", "float64", values,
+                 [[np.ones(1)] * 3], iterations=2, needs=("iterations_preset",))  # fmt: skip
+    counter = next(v for v in VARIANTS if v.name == "nadam_u_product_advance=python_counter")
+    modelled = ReferenceAdapter(variant=counter).open(s).step(s.steps[0]).variables
+    np.testing.assert_allclose([float(v[0]) for v in modelled], got, rtol=1e-14)
+    golden = [float(v[0]) for v in ReferenceAdapter().open(s).step(s.steps[0]).variables]
+    assert golden[0] == golden[1] == golden[2] == got[0]
 
 
 def test_finding_deserialize_does_not_know_adafactor_and_lion():

@@ -68,7 +68,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .. import dtypes
+from .. import dtypes, elementary
 from ..optimizer import Optimizer
 from ..sparse import IndexedSlices, to_dense
 from ..variable import Variable
@@ -132,7 +132,7 @@ class Adafactor(Optimizer):
         rho_t = self._minimum(lr, one / np.sqrt(local_step))
         alpha_t = self._maximum(epsilon_2, _rms(variable.numpy())) * rho_t
         regulated_grad_square = np.square(gradient) + dtypes.const(self.epsilon_1, dtype)
-        beta_2_t = one - np.power(local_step, dtypes.const(self.beta_2_decay, dtype))
+        beta_2_t = one - elementary.power(local_step, dtypes.const(self.beta_2_decay, dtype))
         one_minus_beta_2_t = one - beta_2_t
 
         if variable.ndim >= 2:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import dtypes
+from .. import dtypes, elementary
 from ..optimizer import Optimizer
 from ..sparse import IndexedSlices
 from .sgd import _scatter_add
@@ -66,8 +66,8 @@ class Adam(Optimizer):
         dtype = variable.dtype
         lr = self._learning_rate_for(variable)
         local_step = self._local_step(variable)
-        beta_1_power = np.power(self._power_base(self.beta_1, dtype), local_step)
-        beta_2_power = np.power(self._power_base(self.beta_2, dtype), local_step)
+        beta_1_power = elementary.power(self._power_base(self.beta_1, dtype), local_step)
+        beta_2_power = elementary.power(self._power_base(self.beta_2, dtype), local_step)
         one = dtypes.const(1, dtype)
         index = self._get_variable_index(variable)
         m, v = self._momentums[index], self._velocities[index]

@@ -35,7 +35,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .. import dtypes
+from .. import dtypes, elementary
 from ..optimizer import Optimizer
 from ..sparse import IndexedSlices, to_dense
 from .sgd import _scatter_add
@@ -74,7 +74,7 @@ class Adamax(Optimizer):
         dtype = variable.dtype
         lr = self._learning_rate_for(variable)
         local_step = self._local_step(variable)
-        beta_1_power = np.power(self._power_base(self.beta_1, dtype), local_step)
+        beta_1_power = elementary.power(self._power_base(self.beta_1, dtype), local_step)
         index = self._get_variable_index(variable)
         m, u = self._m[index], self._u[index]
         one_minus_beta_1 = dtypes.const(1 - self.beta_1, dtype)

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import dtypes
+from .. import dtypes, elementary
 from ..optimizer import Optimizer
 from ..sparse import IndexedSlices, to_dense
 
@@ -135,8 +135,8 @@ class Ftrl(Optimizer):
         l2_reg = l2 + beta / (two * lr)
         grad_to_use = gradient + two_l2_shrinkage * value
         new_accum = accum.numpy() + gradient * gradient
-        new_accum_power = np.power(new_accum, minus_lr_power)
-        accum_power = np.power(accum.numpy(), minus_lr_power)
+        new_accum_power = elementary.power(new_accum, minus_lr_power)
+        accum_power = elementary.power(accum.numpy(), minus_lr_power)
         linear.assign_add(grad_to_use - (new_accum_power - accum_power) / lr * value)
         quadratic = new_accum_power / lr + two * l2_reg
         linear_clipped = self._maximum(self._minimum(linear.numpy(), l1), minus_l1)

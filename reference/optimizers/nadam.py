@@ -54,7 +54,9 @@ Notes:
   iterations, so with ``iterations`` preset before the first step and several
   variables, tf-keras advances Π once per variable; under ``tf.function`` the
   counter is a trace-time constant. Both contradict the intended once-per-step
-  semantics (notes §2.9) that this reference follows.
+  semantics (notes §2.9) that this reference follows; the eager counter is the
+  diagnosis variant ``nadam_u_product_advance=python_counter`` (docs/keras.md,
+  finding 7).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .. import dtypes
+from .. import dtypes, elementary
 from ..optimizer import Optimizer
 from ..sparse import IndexedSlices, to_dense
 from ..variable import Variable
@@ -105,10 +107,12 @@ class Nadam(Optimizer):
             self._momentums.append(self.add_variable_from_reference(v, "m"))
             self._velocities.append(self.add_variable_from_reference(v, "v"))
         self._u_product = Variable(1.0, dtype=dtype, name="u_product", trainable=False)
+        self._u_product_counter = 1
 
     def _stage_update(self, step):
         """Advance Π once for this optimizer step, then update each variable."""
-        self._advance_u_product([variable for _, variable in step.pairs])
+        if self.profile.nadam_u_product_advance == "once_per_step":
+            self._advance_u_product([variable for _, variable in step.pairs])
         super()._stage_update(step)
 
     def _advance_u_product(self, variables):
@@ -127,11 +131,11 @@ class Nadam(Optimizer):
                         "mismatch). Use one optimizer per dtype."
                     )
             beta_1, decay = self._cast(self.beta_1, dtype), self._cast(0.96, dtype)
-            u_t = beta_1 * (one - half * np.power(decay, self._exponent(local_step)))
+            u_t = beta_1 * (one - half * elementary.power(decay, self._exponent(local_step)))
             u_product.assign(u_product.numpy() * u_t)
             return
         beta_1, decay = dtypes.const(self.beta_1, dtype), dtypes.const(0.96, dtype)
-        u_t = one - half * np.power(decay, self._exponent(local_step))
+        u_t = one - half * elementary.power(decay, self._exponent(local_step))
         u_product.assign(u_product.numpy() * beta_1 * u_t)
 
     def _exponent(self, step):
@@ -140,6 +144,11 @@ class Nadam(Optimizer):
         return step if rate == 1.0 else step * dtypes.const(rate, np.asarray(step).dtype)
 
     def update_step(self, gradient, variable):
+        if self.profile.nadam_u_product_advance == "python_counter" and (
+            self._u_product_counter != self._update_count() + 2
+        ):
+            self._advance_u_product([variable])
+            self._u_product_counter += 1
         dtype = variable.dtype
         lr = self._learning_rate_for(variable)
         local_step = self._local_step(variable)
@@ -147,11 +156,11 @@ class Nadam(Optimizer):
         decay = self._cast(0.96, dtype)
         beta_1, beta_2 = self._cast(self.beta_1, dtype), self._cast(self.beta_2, dtype)
         one, half = dtypes.const(1.0, dtype), dtypes.const(0.5, dtype)
-        u_t = beta_1 * (one - half * np.power(decay, self._exponent(local_step)))
-        u_t_1 = beta_1 * (one - half * np.power(decay, self._exponent(next_step)))
+        u_t = beta_1 * (one - half * elementary.power(decay, self._exponent(local_step)))
+        u_t_1 = beta_1 * (one - half * elementary.power(decay, self._exponent(next_step)))
         u_product_t = dtypes.cast(self._u_product.numpy(), dtype)
         u_product_t_1 = u_product_t * u_t_1
-        beta_2_power = np.power(beta_2, local_step)
+        beta_2_power = elementary.power(beta_2, local_step)
         index = self._get_variable_index(variable)
         m, v = self._momentums[index], self._velocities[index]
         # 1 − β where Keras computes it, so the operations keep their order.
