@@ -51,9 +51,15 @@ PROFILE_DEFAULTS = {
 }
 
 
-def f32(x) -> float:
-    """``x`` as Keras computes with it after ``tf.cast`` / a float32 variable."""
-    return float(np.float32(x))
+def f32(x) -> float | int:
+    """``x`` as Keras computes with it after ``tf.cast`` / a float32 variable.
+
+    An int that float32 holds exactly is returned as the int the config has: its value
+    is the same, and the library gets the type the user wrote (and may reject it)."""
+    rounded = float(np.float32(x))
+    if type(x) is int and rounded == x:
+        return x
+    return rounded
 
 
 def full_config(scenario) -> dict:
@@ -64,12 +70,13 @@ def full_config(scenario) -> dict:
     return config
 
 
-def clipping(config: dict) -> tuple[str, float] | None:
-    """The one clipping Keras applies: clipnorm > global_clipnorm > clipvalue (§1.4)."""
+def clipping(config: dict) -> tuple[str, float | int] | None:
+    """The one clipping Keras applies: clipnorm > global_clipnorm > clipvalue (§1.4);
+    its value as the config has it (``clipvalue=1`` stays an int for the library)."""
     for key in ("clipnorm", "global_clipnorm", "clipvalue"):
         value = config.get(key)
         if value and value > 0:
-            return key, float(value)
+            return key, value
     return None
 
 

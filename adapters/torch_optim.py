@@ -172,7 +172,7 @@ class TorchSession(Session):
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
             self._ema = AveragedModel(
-                self._module, multi_avg_fn=get_ema_multi_avg_fn(float(c["ema_momentum"]))
+                self._module, multi_avg_fn=get_ema_multi_avg_fn(c["ema_momentum"])
             )
             if s.profile == "keras2":
                 # tf-keras's average starts as a copy of the variable at build; Keras 3's

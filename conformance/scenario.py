@@ -5,11 +5,14 @@ spec (a Keras serialization dict), the profile, the initial values, one gradient
 variable for each step, and the feature options (iterations preset, weight-decay
 exclusions, replicas, a config round trip mid-trajectory, finalize at the end).
 :meth:`Scenario.to_json` / :meth:`Scenario.from_json` keep dtypes exactly (bfloat16
-included), so a repro script replays the same bits.
+included), so a repro script replays the same bits, and keep the config's Python types
+(``1`` an int, ``1.0`` a float, tuples, NumPy scalars), so a replayed config is the one
+the adapter first received.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 
@@ -44,7 +47,9 @@ class Scenario:
             self.names = [f"v{i}" for i in range(len(self.initial_values))]
 
     def spec(self) -> dict:
-        return {"class_name": self.optimizer, "config": dict(self.config)}
+        # A deep copy: an adapter that edits its spec (a schedule dict deserialized in
+        # place) must not change what the golden and the other sessions receive.
+        return {"class_name": self.optimizer, "config": copy.deepcopy(self.config)}
 
     def describe(self) -> str:
         shapes = ", ".join(str(tuple(np.shape(v))) for v in self.initial_values)
@@ -86,18 +91,22 @@ class Scenario:
 
 def _encode(value):
     """JSON form of arrays (exact bits), sparse/per-replica gradients and configs."""
-    if value is None or isinstance(value, bool | int | str):
+    if value is None or type(value) in (bool, int) or isinstance(value, str):
         return value
-    if isinstance(value, float):
-        return {"__float__": value.hex()}
     if isinstance(value, np.ndarray | np.generic):
+        # Before float: np.float64 is a float subclass and must come back as itself.
         arr = np.asarray(value)
         raw = arr.view(f"u{arr.dtype.itemsize}")
-        return {
+        encoded = {
             "__array__": dtypes.dtype_name(arr.dtype),
             "shape": list(arr.shape),
             "bits": raw.ravel().tolist(),
         }
+        if isinstance(value, np.generic):
+            encoded["scalar"] = True  # np.float32(1) stays a scalar, not a 0-d array
+        return encoded
+    if type(value) is float:
+        return {"__float__": value.hex()}
     if isinstance(value, IndexedSlices):
         return {
             "__indexed_slices__": True,
@@ -109,8 +118,11 @@ def _encode(value):
         return {"__per_replica__": [_encode(v) for v in value.values]}
     if isinstance(value, dict):
         return {"__dict__": [[k, _encode(v)] for k, v in value.items()]}
-    if isinstance(value, list | tuple):
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v) for v in value]}
+    if isinstance(value, list):
         return {"__list__": [_encode(v) for v in value]}
+    # Anything else (an int or float subclass, a Decimal) would come back as another type.
     raise TypeError(f"Cannot encode {type(value).__name__} in a scenario.")
 
 
@@ -124,7 +136,8 @@ def _decode(value):
         raw = np.asarray(
             value["bits"], dtype=np.uint16 if dtype.itemsize == 2 else f"u{dtype.itemsize}"
         )
-        return raw.view(dtype).reshape(value["shape"])
+        array = raw.view(dtype).reshape(value["shape"])
+        return array[()] if value.get("scalar") else array
     if "__indexed_slices__" in value:
         return IndexedSlices(
             _decode(value["values"]), _decode(value["indices"]), tuple(value["dense_shape"])
@@ -133,6 +146,8 @@ def _decode(value):
         return PerReplica(tuple(_decode(v) for v in value["__per_replica__"]))
     if "__dict__" in value:
         return {k: _decode(v) for k, v in value["__dict__"]}
+    if "__tuple__" in value:
+        return tuple(_decode(v) for v in value["__tuple__"])
     if "__list__" in value:
         return [_decode(v) for v in value["__list__"]]
     raise ValueError(f"Unknown encoded value {sorted(value)}.")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import importlib
+import math
 import time
 import traceback
 import warnings
@@ -496,6 +497,10 @@ def _run_seed(case: Case, ctx: Context, adapter) -> dict:
     scenario, _ = seed_page_scenarios(case.profile)[case.feature.removeprefix("seed:")]
     policy = effective_policy(ctx, adapter)
     result = {**base_result(case, ctx), "tolerance": policy.describe(case.dtype), "examples": 1}
+    refused = _page_code_refused(scenario, adapter)
+    if refused is not None:
+        result.update(refused)
+        return result
     found = engine.check(scenario, adapter, policy)
     if found is None:
         result["status"] = "pass"
@@ -507,6 +512,40 @@ def _run_seed(case: Case, ctx: Context, adapter) -> dict:
         if diagnose is not None:
             result["diagnosis"] = _safe_diagnosis(diagnose, scenario)
     return result
+
+
+def _page_code_refused(scenario: Scenario, adapter) -> dict | None:
+    """When the profile's golden refuses the page's own code (Keras 3 takes no int
+    ``learning_rate``), the case compares the refusals: ``pass`` when the adapter raises
+    the same exception type, ``deviation`` when it runs the code or raises another; None
+    when the golden runs it."""
+    from optcheck.adapters.numpy_reference import ReferenceAdapter
+
+    try:
+        ReferenceAdapter().open(scenario).close()
+    except Exception as exc:
+        golden = exc
+    else:
+        return None
+    call = f"{scenario.optimizer}({_call_arguments(scenario.config)})"
+    try:
+        adapter.open(scenario).close()
+    except Exception as exc:
+        if type(exc) is type(golden):
+            return {"status": "pass", "outcome": f"{call} raises {type(exc).__name__} in "
+                    f"profile {scenario.profile}, as the golden does"}  # fmt: skip
+        theirs = f"raises {type(exc).__name__}: {exc}"
+    else:
+        theirs = "runs it"
+    quantity = (f"the page's own code {call}: the golden (profile {scenario.profile}) raises "
+                f"{type(golden).__name__}: {golden}; the adapter {theirs}")  # fmt: skip
+    divergence = engine.Divergence(0, quantity, [], 0.0, 0.0, math.inf, 0.0)
+    return {"status": "deviation", "first_divergence": engine.divergence_dict(divergence),
+            "scenario": scenario.describe()}  # fmt: skip
+
+
+def _call_arguments(config: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in config.items())
 
 
 def _safe_diagnosis(diagnose, scenario) -> dict:
@@ -603,8 +642,11 @@ def _run_golden(case: Case, ctx: Context, adapter) -> dict:
 def seed_page_scenarios(profile: str) -> dict[str, tuple[Scenario, tuple[str, ...]]]:
     """The seed page's runnable examples as scenarios: id -> (scenario, needs).
 
-    The page's "Creating a custom optimizer" example subclasses the optimizer, which no
-    adapter can receive as a serialization dict; it stays a reference test
+    Each config is the page's own arguments with the page's Python types (``learning_rate=1``
+    stays an int; an argument the page leaves out is absent), so an adapter receives what
+    the page's user passes (tests/test_seed_page.py holds the table transcribed from the
+    page). The page's "Creating a custom optimizer" example subclasses the optimizer, which
+    no adapter can receive as a serialization dict; it stays a reference test
     (tests/test_seed_page.py).
     """
     from optcheck.reference.sparse import PerReplica
@@ -618,31 +660,43 @@ def seed_page_scenarios(profile: str) -> dict[str, tuple[Scenario, tuple[str, ..
         return Scenario("SGD", config, profile, dtype, arrays, grads, feature=f"seed:{feature}",
                         **options)  # fmt: skip
 
-    schedule = {"class_name": "ExponentialDecay",
-                "config": {"initial_learning_rate": 0.01, "decay_steps": 20, "decay_rate": 0.1}}
-    ema = {"learning_rate": 1.0, "use_ema": True, "ema_momentum": 0.5}
+    # ExponentialDecay(initial_learning_rate=.01, decay_steps=20, decay_rate=.1).
+    schedule = {
+        "class_name": "ExponentialDecay",
+        "config": {"initial_learning_rate": 0.01, "decay_steps": 20, "decay_rate": 0.1},
+    }
+    # tf.Variable(np.random.random(size=(1,))): a float64 variable; seeded for a fixed run.
+    random_var = np.random.RandomState(0).random(size=(1,))
+    # SGD(learning_rate=1, use_ema=True, ema_momentum=0.5[, ema_overwrite_frequency=3]).
+    ema = {"learning_rate": 1, "use_ema": True, "ema_momentum": 0.5}
     replicas = PerReplica((f32(0.25), f32(0.5)))
+    # strategy.reduce("SUM", gradients): the caller's own sum of the replicas.
+    reduced = replicas.values[0] + replicas.values[1]
     return {
         # opt.minimize(3·v1² + 2·v2²): gradients 6·v1 = 6 and 4·v2 = 8.
         "usage": (sgd("usage", {"learning_rate": 0.1}, [1.0, 2.0], [[6.0, 8.0]]), ()),
         # grads[0] = grads[0] + 1.
         "processing_gradients": (sgd("processing_gradients", {"learning_rate": 0.1},
                                      [1.0, 2.0], [[7.0, 8.0]]), ()),
-        # np.random.random(size=(1,)) (seed 0), loss 3·var, two minimize calls.
+        # loss 3·var, one minimize call: gradient 3 in the variable's float64.
         "dynamic_learning_rate": (sgd("dynamic_learning_rate", {"learning_rate": schedule},
-                                      [[0.5488135039273248]], [[[3.0]], [[3.0]]],
-                                      dtype="float64"), ("schedule",)),
-        "gradient_clipping": (sgd("gradient_clipping", {"learning_rate": 1.0, "clipvalue": 1.0},
+                                      [random_var], [[[3.0]]], dtype="float64"),
+                                  ("schedule",)),
+        # loss 2·v1 + 2·v2: gradients 2, clipped to 1.
+        "gradient_clipping": (sgd("gradient_clipping", {"learning_rate": 1, "clipvalue": 1},
                                   [2.0, 2.0], [[2.0, 2.0]]), ("clipvalue",)),
+        # loss v1 + v2, the same gradients applied three times.
         "exponential_moving_average": (sgd(
             "exponential_moving_average", {**ema, "ema_overwrite_frequency": 3},
             [2.0, 2.0], [[1.0, 1.0]] * 3), ("ema",)),
+        # The EMA example's optimizer without periodic overwrite, then
+        # finalize_variable_values() as the page's text says.
         "finalize_variable_values": (sgd("finalize_variable_values", ema, [2.0, 2.0],
                                          [[1.0, 1.0]] * 3, finalize=True), ("ema", "finalize")),
-        # The distribution example: replicas summed by the optimizer, or by the caller.
+        # The distribution example, SGD(): replicas summed by the optimizer, or by the caller.
         "strategy_aggregation": (sgd("strategy_aggregation", {}, [1.0], [[replicas]]),
                                  ("replicas",)),
-        "strategy_skip_aggregation": (sgd("strategy_skip_aggregation", {}, [1.0], [[0.75]],
+        "strategy_skip_aggregation": (sgd("strategy_skip_aggregation", {}, [1.0], [[reduced]],
                                           skip_gradients_aggregation=True),
                                       ("skip_aggregation",)),
     }  # fmt: skip

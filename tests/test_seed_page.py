@@ -10,6 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from optcheck.adapters import _keras_port as kp
+from optcheck.adapters.numpy_reference import ReferenceAdapter
+from optcheck.conformance import suite
+from optcheck.conformance.scenario import Scenario
 from optcheck.reference import SGD, GradientTape, Optimizer, Variable
 from optcheck.reference.schedules import ExponentialDecay
 
@@ -189,3 +193,243 @@ def test_minimize_with_a_tape_and_a_recorded_loss():
         loss = (var * var).sum()
     opt.minimize(loss, [var], tape=tape)
     np.testing.assert_array_equal(var.numpy(), np.float32([1.0, -2.0]) * np.float32(0.8))
+
+
+# -- the seed-page cases carry the page's own code ------------------------------------------
+#: The optimizer arguments of each example, transcribed from the page with their Python
+#: types (``learning_rate=1`` is an int there): what every adapter must receive.
+PAGE_CONFIGS = {
+    # SGD(learning_rate=0.1)
+    "usage": {"learning_rate": 0.1},
+    "processing_gradients": {"learning_rate": 0.1},
+    # ExponentialDecay(initial_learning_rate=.01, decay_steps=20, decay_rate=.1)
+    "dynamic_learning_rate": {"learning_rate": {"class_name": "ExponentialDecay", "config": {
+        "initial_learning_rate": .01, "decay_steps": 20, "decay_rate": .1}}},
+    # SGD(learning_rate=1, clipvalue=1)
+    "gradient_clipping": {"learning_rate": 1, "clipvalue": 1},
+    # SGD(learning_rate=1, use_ema=True, ema_momentum=0.5, ema_overwrite_frequency=3)
+    "exponential_moving_average": {"learning_rate": 1, "use_ema": True, "ema_momentum": 0.5,
+                                   "ema_overwrite_frequency": 3},
+    # The same optimizer without the periodic overwrite, for finalize_variable_values().
+    "finalize_variable_values": {"learning_rate": 1, "use_ema": True, "ema_momentum": 0.5},
+    # SGD() under the strategy.
+    "strategy_aggregation": {},
+    "strategy_skip_aggregation": {},
+}  # fmt: skip
+
+
+def _difference(expected, actual, path="config"):
+    """Where ``actual`` differs from ``expected`` in value or Python type (None: nowhere)."""
+    if type(actual) is not type(expected):
+        return f"{path}: {actual!r} ({type(actual).__name__}), page {expected!r} " \
+               f"({type(expected).__name__})"  # fmt: skip
+    if isinstance(expected, dict):
+        if set(actual) != set(expected):
+            return f"{path}: keys {sorted(actual)}, page {sorted(expected)}"
+        for key in expected:
+            found = _difference(expected[key], actual[key], f"{path}[{key!r}]")
+            if found:
+                return found
+        return None
+    return None if actual == expected else f"{path}: {actual!r}, page {expected!r}"
+
+
+def test_the_comparison_tells_an_int_from_a_float():
+    assert _difference({"learning_rate": 1}, {"learning_rate": 1.0})
+    assert _difference({"a": {"b": 20}}, {"a": {"b": 20.0}})
+    assert _difference({"use_ema": True}, {"use_ema": 1})
+    assert _difference({}, {"momentum": 0.0})  # a default filled in
+    assert _difference({"learning_rate": 0.1}, {"learning_rate": 0.1}) is None
+
+
+@pytest.mark.parametrize("profile", ["keras2", "keras3"])
+def test_seed_scenarios_carry_the_pages_arguments_and_types(profile):
+    scenarios = suite.seed_page_scenarios(profile)
+    assert set(scenarios) == set(PAGE_CONFIGS)
+    for sid, (scenario, _) in scenarios.items():
+        assert scenario.optimizer == "SGD"
+        found = _difference(PAGE_CONFIGS[sid], scenario.config)
+        assert found is None, f"seed:{sid}: {found}"
+        found = _difference(PAGE_CONFIGS[sid], scenario.spec()["config"])
+        assert found is None, f"seed:{sid} spec(): {found}"
+
+
+def _page_gradients(variables, loss):
+    with GradientTape() as tape:
+        value = loss()
+    return tape.gradient(value, variables)
+
+
+def _page_usage():
+    var1, var2 = Variable(1.0), Variable(2.0)
+    grads = _page_gradients([var1, var2], lambda: 3 * var1 * var1 + 2 * var2 * var2)
+    return [var1, var2], [grads]
+
+
+def _page_processing_gradients():
+    var1, var2 = Variable(1.0), Variable(2.0)
+    grads = _page_gradients([var1, var2], lambda: 3 * var1 * var1 + 2 * var2 * var2)
+    grads[0] = grads[0] + 1
+    return [var1, var2], [grads]
+
+
+def _page_dynamic_learning_rate():
+    # np.random.random(size=(1,)) as the suite seeds it.
+    var = Variable(np.random.RandomState(0).random(size=(1,)))
+    return [var], [_page_gradients([var], lambda: 3 * var)]
+
+
+def _page_gradient_clipping():
+    var1, var2 = Variable(2.0), Variable(2.0)
+    return [var1, var2], [_page_gradients([var1, var2], lambda: 2 * var1 + 2 * var2)]
+
+
+def _page_exponential_moving_average():
+    var1, var2 = Variable(2.0), Variable(2.0)
+    grads = _page_gradients([var1, var2], lambda: var1 + var2)
+    return [var1, var2], [grads] * 3  # three apply_gradients of the same gradients
+
+
+PAGE_CODE = {
+    "usage": _page_usage,
+    "processing_gradients": _page_processing_gradients,
+    "dynamic_learning_rate": _page_dynamic_learning_rate,
+    "gradient_clipping": _page_gradient_clipping,
+    "exponential_moving_average": _page_exponential_moving_average,
+    "finalize_variable_values": _page_exponential_moving_average,
+}
+
+
+@pytest.mark.parametrize("sid", sorted(PAGE_CODE))
+def test_seed_scenarios_hold_the_variables_and_gradients_of_the_pages_code(sid):
+    scenario, _ = suite.seed_page_scenarios("keras2")[sid]
+    variables, steps = PAGE_CODE[sid]()
+    assert scenario.dtype == np.asarray(variables[0].numpy()).dtype.name
+    assert len(scenario.initial_values) == len(variables)
+    for value, var in zip(scenario.initial_values, variables, strict=True):
+        page = np.asarray(var.numpy())
+        assert value.dtype == page.dtype and value.shape == page.shape
+        np.testing.assert_array_equal(value, page)
+    assert len(scenario.steps) == len(steps), "one scenario step per call on the page"
+    for grads, page_grads in zip(scenario.steps, steps, strict=True):
+        for g, page in zip(grads, page_grads, strict=True):
+            page = np.asarray(page)
+            assert np.asarray(g).dtype == page.dtype and np.shape(g) == page.shape
+            np.testing.assert_array_equal(g, page)
+
+
+class _Recording(ReferenceAdapter):
+    """The golden, remembering the spec each session was opened with."""
+
+    def __init__(self):
+        super().__init__(name="recording")
+        self.specs = []
+
+    def open(self, scenario):
+        self.specs.append(scenario.spec())
+        return super().open(scenario)
+
+
+def test_seed_cases_reach_the_adapter_as_the_page_writes_them():
+    ctx = suite.Context(adapter="numpy", optimizers=["SGD"], features=["seed:*"],
+                        diagnose=False)  # fmt: skip
+    cases = suite.plan(ctx).cases
+    assert {c.feature.removeprefix("seed:") for c in cases} == set(PAGE_CONFIGS)
+    for case in cases:
+        adapter = _Recording()
+        result = suite.run_case(case, ctx, adapter)
+        assert result["status"] == "pass", result
+        assert adapter.specs, case.id
+        for spec in adapter.specs:
+            found = _difference(PAGE_CONFIGS[case.feature.removeprefix("seed:")],
+                                spec["config"])  # fmt: skip
+            assert found is None, f"{case.id}: {found}"
+
+
+def test_scenario_json_keeps_ints_floats_and_their_kinds():
+    config = {"learning_rate": 1, "clipvalue": 1.0, "use_ema": True, "name": "SGD",
+              "ema_overwrite_frequency": None, "pair": (0.9, 1), "values": [1, 0.5],
+              "schedule": {"decay_steps": 20, "decay_rate": 0.1},
+              "f64": np.float64(0.1), "f32": np.float32(0.5), "i64": np.int64(3)}  # fmt: skip
+    scenario = Scenario("SGD", config, "keras2", "float32", [np.float32(1.0)],
+                        [[np.float32(2.0)]])  # fmt: skip
+    back = Scenario.from_json(scenario.to_json())
+    assert _difference(config, back.config) is None, _difference(config, back.config)
+    assert type(back.config["learning_rate"]) is int
+    assert type(back.config["clipvalue"]) is float
+    assert type(back.config["f32"]) is np.float32 and back.config["f32"] == np.float32(0.5)
+    assert back.to_json() == scenario.to_json()
+
+
+@pytest.mark.parametrize("sid", sorted(PAGE_CONFIGS))
+def test_seed_scenarios_survive_the_json_round_trip(sid):
+    scenario, _ = suite.seed_page_scenarios("keras2")[sid]
+    back = Scenario.from_json(scenario.to_json())
+    found = _difference(PAGE_CONFIGS[sid], back.config)
+    assert found is None, found
+    for a, b in zip(scenario.initial_values, back.initial_values, strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def test_an_adapter_editing_its_spec_leaves_the_scenario_alone():
+    scenario, _ = suite.seed_page_scenarios("keras2")["dynamic_learning_rate"]
+    spec = scenario.spec()
+    spec["config"]["learning_rate"]["config"]["decay_steps"] = 20.0
+    found = _difference(PAGE_CONFIGS["dynamic_learning_rate"], scenario.config)
+    assert found is None, found
+
+
+def test_the_keras_port_hands_a_library_the_pages_ints():
+    assert type(kp.f32(1)) is int and kp.f32(1) == 1
+    assert type(kp.f32(1.0)) is float
+    assert kp.f32(0.1) == float(np.float32(0.1)) != 0.1  # Keras's float32 rate
+    assert type(kp.f32(2**24 + 1)) is float  # an int float32 cannot hold is rounded
+    assert type(kp.f32(True)) is float
+    kind, value = kp.clipping({"learning_rate": 1, "clipvalue": 1})
+    assert kind == "clipvalue" and type(value) is int and value == 1
+
+
+def test_torch_receives_the_pages_ints():
+    pytest.importorskip("torch")
+    from optcheck.adapters.torch_optim import TorchSession
+
+    scenario, _ = suite.seed_page_scenarios("keras2")["gradient_clipping"]
+    session = TorchSession(scenario, "for-loop")
+    assert type(session._opt.param_groups[0]["lr"]) is int
+    assert session._opt.param_groups[0]["lr"] == 1
+
+
+class _TakesInts(ReferenceAdapter):
+    """A library that runs the page's code under Keras 3 too (keras2's validation)."""
+
+    def open(self, scenario):
+        from dataclasses import replace
+
+        return super().open(replace(scenario, profile="keras2"))
+
+
+@pytest.mark.parametrize("sid", ["gradient_clipping", "exponential_moving_average",
+                                 "finalize_variable_values"])  # fmt: skip
+def test_code_keras3_refuses_is_reported_with_what_the_adapter_does(sid):
+    """Keras 3 takes no int learning_rate: the page's learning_rate=1 examples cannot
+    run there. An adapter that refuses them as the golden does conforms; one that runs
+    them deviates, and the case says so instead of running a normalized 1.0."""
+    ctx = suite.Context(adapter="numpy", profile="keras3", optimizers=["SGD"],
+                        features=[f"seed:{sid}"], diagnose=False)  # fmt: skip
+    (case,) = suite.plan(ctx).cases
+    result = suite.run_case(case, ctx)
+    assert result["status"] == "pass"
+    assert "raises ValueError in profile keras3" in result["outcome"]
+    other = suite.run_case(case, ctx, _TakesInts())
+    assert other["status"] == "deviation"
+    quantity = other["first_divergence"]["quantity"]
+    assert "learning_rate=1," in quantity and "profile keras3" in quantity
+    assert quantity.endswith("the adapter runs it")
+
+
+def test_the_page_examples_keras3_runs_still_pass_there():
+    ctx = suite.Context(adapter="numpy", profile="keras3", optimizers=["SGD"],
+                        features=["seed:usage", "seed:dynamic_learning_rate"],
+                        diagnose=False)  # fmt: skip
+    results = [suite.run_case(c, ctx) for c in suite.plan(ctx).cases]
+    assert len(results) == 2 and {r["status"] for r in results} == {"pass"}, results
