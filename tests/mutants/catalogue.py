@@ -246,14 +246,16 @@ MUTANTS: tuple[Mutant, ...] = (
         "adam_beta_powers_in_float64",
         "optimizers/adam.py",
         _lines(
-            "        beta_1_power = np.power(self._power_base(self.beta_1, dtype), local_step)",
-            "        beta_2_power = np.power(self._power_base(self.beta_2, dtype), local_step)",
+            "        beta_1_power = elementary.power(self._power_base(self.beta_1, dtype), "
+            "local_step)",
+            "        beta_2_power = elementary.power(self._power_base(self.beta_2, dtype), "
+            "local_step)",
         ),
         _lines(
             "        beta_1_power = dtypes.cast("
-            "np.power(self.beta_1, np.float64(local_step)), dtype)",
+            "elementary.power(np.float64(self.beta_1), np.float64(local_step)), dtype)",
             "        beta_2_power = dtypes.cast("
-            "np.power(self.beta_2, np.float64(local_step)), dtype)",
+            "elementary.power(np.float64(self.beta_2), np.float64(local_step)), dtype)",
         ),
         "Adam: β1ᵗ, β2ᵗ computed from the Python floats in float64 and rounded once, instead "
         "of from β cast to the variable dtype (β2 = 0.999 is 1.0 in bfloat16)",
@@ -463,10 +465,11 @@ MUTANTS: tuple[Mutant, ...] = (
         "nadam_product_advanced_per_variable",
         "optimizers/nadam.py",
         _lines(
-            "        self._advance_u_product([variable for _, variable in step.pairs])",
+            "            self._advance_u_product([variable for _, variable in step.pairs])",
             "        super()._stage_update(step)",
         ),
         _lines(
+            "            pass",
             "        for gradient, variable in step.pairs:",
             "            self._advance_u_product([variable])",
             "            self.update_step(gradient, variable)",
@@ -1013,13 +1016,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "schedules.py",
         _lines(
             "        lr, _, decay_rate, p = self._progress(step)",
-            "        return lr * np.power(decay_rate, p)",
+            "        return lr * elementary.power(decay_rate, p)",
         ),
         _lines(
             "        lr, dtype, decay_rate, _ = self._progress(step)",
             '        p = _cast(step, dtype, "step") / '
             '_cast(self.decay_steps, dtype, "decay_steps")',
-            "        return lr * np.power(decay_rate, p)",
+            "        return lr * elementary.power(decay_rate, p)",
         ),
         "ExponentialDecay ignores staircase=True (continuous decay)",
         features=("schedule",),
@@ -1043,7 +1046,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "polynomial_decay_power_ignored",
         "schedules.py",
-        "(lr - end_learning_rate) * np.power(dtypes.const(1, dtype) - p, power)",
+        "(lr - end_learning_rate) * elementary.power(dtypes.const(1, dtype) - p, power)",
         "(lr - end_learning_rate) * (dtypes.const(1, dtype) - p)",
         "PolynomialDecay ignores power (always linear)",
         features=("schedule",),
