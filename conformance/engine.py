@@ -175,17 +175,14 @@ def check(
         flush=tol.smallest_normal(scenario.dtype),
         variant=variant,
     )
-    shift_adapter = ReferenceAdapter(
-        numerics=_oracle_numerics(scenario.dtype),
-        variant=variant,
-        learning_rate_scale=1 + tol.LR_RELATIVE,
-    )
     g_session = golden.open(scenario)
     c_session = candidate.open(scenario)
     o_session = oracle_adapter.open(scenario) if measure else None
     p_session = mca_adapter.open(scenario) if measure else None
-    shifting = measure and tol.shifts_learning_rate(scenario)
-    l_session = shift_adapter.open(scenario) if shifting else None
+    l_session = None
+    if measure and tol.shifts_learning_rate(scenario):
+        l_session = ReferenceAdapter(numerics=_oracle_numerics(scenario.dtype), variant=variant,
+                                     learning_rate_scale=1 + tol.LR_RELATIVE).open(scenario)
     references = [s for s in (o_session, p_session, l_session) if s is not None]
     sessions = [g_session, c_session, *references]
     skip = scenario.skip_gradients_aggregation

@@ -129,12 +129,14 @@ class _Perturbed(np.ndarray):
         result = getattr(ufunc, method)(*plain, **kwargs)
         if method == "at" or result is None:
             return result
-        return _perturb(result)
+        return perturb(result)
 
 
-def _perturb(result):
+def perturb(result):
+    """Inside ``monte_carlo()``, ``result`` of one operation perturbed (and flushed): every
+    ufunc's, and those computed outside NumPy's ufuncs (reference/elementary.py)."""
     if isinstance(result, tuple):
-        return tuple(_perturb(r) for r in result)
+        return tuple(perturb(r) for r in result)
     arr = np.asarray(result)
     if not _mca or arr.dtype.kind != "f":
         return arr.view(_Perturbed) if _mca else arr
@@ -149,12 +151,6 @@ def _perturb(result):
 def is_perturbed(x) -> bool:
     """Whether ``x`` is an array of Monte Carlo arithmetic (inside ``monte_carlo()``)."""
     return isinstance(x, _Perturbed)
-
-
-def perturb(result):
-    """Inside ``monte_carlo()``, the result of one operation computed outside NumPy's
-    ufuncs (reference/elementary.py), perturbed and flushed as a ufunc's result is."""
-    return _perturb(result)
 
 
 def _flush(arr):
