@@ -540,8 +540,9 @@ def _page_code_refused(scenario: Scenario, adapter) -> dict | None:
     quantity = (f"the page's own code {call}: the golden (profile {scenario.profile}) raises "
                 f"{type(golden).__name__}: {golden}; the adapter {theirs}")  # fmt: skip
     divergence = engine.Divergence(0, quantity, [], 0.0, 0.0, math.inf, 0.0)
-    return {"status": "deviation", "first_divergence": engine.divergence_dict(divergence),
-            "scenario": scenario.describe()}  # fmt: skip
+    # No values to compare: the message is the whole divergence (report.divergence_text).
+    first = {**engine.divergence_dict(divergence), "message": quantity}
+    return {"status": "deviation", "first_divergence": first, "scenario": scenario.describe()}
 
 
 def _call_arguments(config: dict) -> str:
