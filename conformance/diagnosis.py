@@ -188,6 +188,17 @@ VARIANTS: list[Variant] = [
         lambda s: s.optimizer in ("Adam", "AdamW", "Adamax") and s.dtype != "float32",
     ),
     Variant(
+        "nadam_u_product_advance=python_counter",
+        "Nadam's momentum product Π advanced by each variable's update until a Python "
+        "counter (1 at build) reaches iterations + 2: with iterations preset to n, the "
+        "first n + 1 variable updates of a step each multiply Π by u_t; Keras advances Π "
+        "once per step",
+        "tf-keras eager Nadam.update_step (tf_keras/optimizers/nadam.py, "
+        "_u_product_counter); docs/keras.md finding 7",
+        {"nadam_u_product_advance": "python_counter"},
+        lambda s: s.optimizer == "Nadam" and bool(s.iterations) and _several(s),
+    ),
+    Variant(
         "nadam_schedule_rate=0.004",
         "Nadam momentum schedule 0.96^(0.004·t); Keras's new optimizers use 0.96^t",
         "legacy Keras Nadam (schedule_decay=0.004), torch.optim.NAdam(momentum_decay=4e-3)",
@@ -210,17 +221,6 @@ VARIANTS: list[Variant] = [
         "torch.optim.NAdam",
         {"nadam_one_minus_beta": "python"},
         _optimizer("Nadam"),
-    ),
-    Variant(
-        "nadam_u_product_advance=python_counter",
-        "Nadam's momentum product Π advanced by each variable's update until a Python "
-        "counter (1 at build) reaches iterations + 2: with iterations preset to n, the "
-        "first n + 1 variable updates of a step each multiply Π by u_t; Keras advances Π "
-        "once per step",
-        "tf-keras eager Nadam.update_step (tf_keras/optimizers/nadam.py, "
-        "_u_product_counter); docs/keras.md finding 7",
-        {"nadam_u_product_advance": "python_counter"},
-        lambda s: s.optimizer == "Nadam" and bool(s.iterations) and _several(s),
     ),
     Variant(
         "sparse_gradients=keep_duplicates",

@@ -70,7 +70,10 @@ flush-to-zero arithmetic drops can turn ``g·rsqrt(v)`` into ``0·inf`` (Adafact
 bfloat16 with a clipped gradient of 1e-39 whose ``v`` underflows). A NaN where both
 are finite always deviates; infinities must match exactly.
 The learning rate is compared with ``LR_OPS`` float32 roundings (a schedule evaluates
-at most 4 operations and 2 libm calls); ``iterations`` must be equal.
+at most 4 operations and 2 libm calls) plus float32's smallest normal, as every value is
+(a schedule decayed to a float32 subnormal is 0 in TensorFlow's flush-to-zero kernels:
+found by tf-keras on ``AdamW-schedule-float16``, lr 1.16e-38); ``iterations`` must be
+equal.
 
 **A float32 learning rate in a float64 step.** Keras computes a schedule in float32
 (floatx) whatever the variables' dtype, and two conformant implementations' schedules
@@ -230,7 +233,9 @@ def local_budget(dtype: str, golden, before, reduced: int) -> np.ndarray:
 
 
 def learning_rate_bound(golden: float) -> float:
-    return LR_RELATIVE * abs(golden) + 1e-45
+    """``LR_OPS`` float32 roundings, and float32's smallest normal: TensorFlow's CPU
+    kernels and XLA flush a subnormal schedule value to zero (module docstring)."""
+    return LR_RELATIVE * abs(golden) + smallest_normal("float32")
 
 
 def violations(candidate, golden, tolerance, perturbed=None) -> np.ndarray:

@@ -411,7 +411,7 @@ def export_case(spec: CaseSpec, json_values: bool = False) -> tuple[dict, dict[s
                            "nan_ok": f"nan_ok/{path}" if nan_ok.any() else None})  # fmt: skip
     described = policy.describe(spec.dtype)
     described.update(
-        learning_rate=f"{LR_OPS}·u(float32)·|expected| + 1e-45 (stored per step)",
+        learning_rate=f"{LR_OPS}·u(float32)·|expected| + float32 smallest normal (stored per step)",
         rule="pass iff, per element: expected NaN → actual NaN; actual NaN → nan_ok; "
         "either infinite → actual == expected; else |actual − expected| ≤ tolerance",
     )

@@ -316,3 +316,23 @@ def test_the_learning_rate_grant_is_the_learning_rates_tolerance_only(monkeypatc
     granted.clear()
     assert check(scenario("Adam", "float64", {"learning_rate": 0.01}), ReferenceAdapter()) is None
     assert granted and not any(granted)
+
+
+def test_a_learning_rate_flushed_to_zero_conforms():
+    """TensorFlow's CPU kernels flush a float32 subnormal schedule value to zero
+    (tf-keras, AdamW-schedule-float16: lr 1.16e-38 → 0); a normal one may not vanish."""
+    subnormal = {"class_name": "ExponentialDecay",
+                 "config": {"initial_learning_rate": 1e-4, "decay_steps": 3, "decay_rate": 0.375}}
+    s = scenario("SGD", "float16", {"learning_rate": subnormal}, steps=1, iterations=240,
+                 needs=("schedule", "iterations_preset"))  # fmt: skip
+    lr = ReferenceAdapter().open(s).step(s.steps[0]).learning_rate
+    assert 0 < lr < dtypes.finfo("float32").smallest_normal
+
+    def zero_rate(step, obs):
+        return Observation(obs.variables, obs.iterations, 0.0, obs.slots, obs.applied)
+
+    assert check(s, Tampered(zero_rate)) is None
+    normal = scenario("SGD", "float16", {"learning_rate": subnormal}, steps=1,
+                      needs=("schedule",))  # fmt: skip
+    found = check(normal, Tampered(zero_rate))
+    assert found is not None and found.quantity == "learning_rate"
