@@ -223,6 +223,15 @@ VARIANTS: list[Variant] = [
         _optimizer("Nadam"),
     ),
     Variant(
+        "lion_one_minus_beta=python",
+        "Lion's 1 − β1 and 1 − β2 computed by Python and rounded once to the variable "
+        "dtype; Keras's Lion casts β and subtracts in the dtype (with β1 within 1e-7 of 1 "
+        "the cast form is 0 in float32 and a step on a zero momentum does not move)",
+        "Keras 3's torch backend (keras/src/backend/torch/optimizers/torch_lion.py)",
+        {"lion_one_minus_beta": "python"},
+        _optimizer("Lion"),
+    ),
+    Variant(
         "sparse_gradients=keep_duplicates",
         "repeated indices of a sparse gradient are not summed before the update: "
         "non-linear terms see each row (Adam's v gains Σg_i², not (Σg_i)²); Keras ≥ 2.10 "

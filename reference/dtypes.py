@@ -144,8 +144,9 @@ def perturb(result):
     # 1 + δ is formed in the result's own precision: in float64, a δ of a few 2⁻⁵³
     # would round to a handful of values, and two operands drawing the same one
     # would cancel exactly where another rounding would not.
+    # NumPy 1.x promotes a Python int plus a 0-d float32 array to float64.
     delta = rng.uniform(-size, size, size=arr.shape).astype(arr.dtype)
-    return _flush(arr * (1 + delta)).view(_Perturbed)
+    return _flush(arr * (arr.dtype.type(1) + delta)).view(_Perturbed)
 
 
 def is_perturbed(x) -> bool:

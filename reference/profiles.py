@@ -161,6 +161,10 @@ class Profile:
     #: once (Keras 3's torch backend, ``torch_nadam.py``: ``alpha=1 - self.beta_1``;
     #: torch.optim.NAdam).
     nadam_one_minus_beta: str = "tensor"
+    #: Lion's dense ``1 − β1`` and ``1 − β2``, the same two forms (Keras 3's torch backend,
+    #: ``torch_lion.py``: ``alpha=1 - self.beta_1``): with β1 = 1 − 1e-16 the cast form
+    #: is 0 in float32 and a zero gradient term leaves the variable, the Python one moves it.
+    lion_one_minus_beta: str = "tensor"
     #: When Nadam's Π advances: ``"once_per_step"`` (the intended semantics, notes §2.9;
     #: Keras 3) or ``"python_counter"`` (tf-keras eager ``update_step``: every variable's
     #: update advances Π unless a Python counter, 1 at build and incremented with each

@@ -58,6 +58,8 @@ CASES = {
     "nadam_schedule_rate=inf": _scenario("Nadam", {"epsilon": 1e-7}, GRADS),
     "nadam_one_minus_beta=python": _scenario("Nadam", {"epsilon": 1e-7}, GRADS,
                                              dtype="float32", profile="keras3"),
+    "lion_one_minus_beta=python": _scenario("Lion", {"beta_1": 0.9999999999999999}, GRADS,
+                                            dtype="float32", profile="keras3"),
     "sgd_momentum=gradient": _scenario("SGD", {"learning_rate": EXP, "momentum": 0.9}, GRADS),
     "adamax_epsilon=inside_max": _scenario("Adamax", {"epsilon": 0.1}, GRADS),
     "weight_decay_coupling=l2": _scenario("Adam", {"weight_decay": 0.5, "epsilon": 1e-7}, GRADS),

@@ -171,11 +171,29 @@ def _dispatched() -> list[str]:
     return [name for name in __cpu_dispatch__ if __cpu_features__.get(name)]
 
 
-def _run(args, disabled: list[str]) -> subprocess.CompletedProcess:
+def _run(args, disabled: list[str], python: str = sys.executable) -> subprocess.CompletedProcess:
     env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(disabled),
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+    return subprocess.run([python, *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
+
+
+def _assert_portable(disabled: list[str], tmp_path, python: str = sys.executable) -> None:
+    """tests/portability.py's digests and the vectors export, run by ``python`` with
+    ``disabled`` kernels off: equal to this process's and byte-identical to vectors/."""
+    from tests import portability
+
+    sample = _run(["-m", "tests.portability"], disabled, python)
+    assert sample.returncode == 0, sample.stderr
+    assert json.loads(sample.stdout) == portability.digests()
+    out = tmp_path / "vectors"
+    export = _run(["-m", "optcheck.cli", "vectors", "export", "--out", str(out)], disabled, python)
+    assert export.returncode == 0, export.stderr
+    committed = ROOT / "vectors"
+    files = sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
+    assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == files
+    changed = [str(f) for f in files if (out / f).read_bytes() != (committed / f).read_bytes()]
+    assert not changed, f"{len(changed)} files differ ({python}, {disabled} off): {changed[:3]}"
 
 
 @pytest.mark.parametrize("features", sorted(FEATURE_SETS))
@@ -187,16 +205,21 @@ def test_the_golden_is_the_same_whatever_kernels_numpy_dispatches_to(features, t
     disabled = [name for name in _dispatched() if FEATURE_SETS[features](name)]
     if not disabled:
         pytest.skip(f"NumPy dispatches to no optional kernel here ({features})")
-    from tests import portability
+    _assert_portable(disabled, tmp_path)
 
-    sample = _run(["-m", "tests.portability"], disabled)
-    assert sample.returncode == 0, sample.stderr
-    assert json.loads(sample.stdout) == portability.digests()
-    out = tmp_path / "vectors"
-    export = _run(["-m", "optcheck.cli", "vectors", "export", "--out", str(out)], disabled)
-    assert export.returncode == 0, export.stderr
-    committed = ROOT / "vectors"
-    files = sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
-    assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == files
-    changed = [str(f) for f in files if (out / f).read_bytes() != (committed / f).read_bytes()]
-    assert not changed, f"{len(changed)} files differ with {disabled} disabled: {changed[:3]}"
+
+#: A Python whose NumPy is the oldest the project supports (pyproject: numpy>=1.26), with
+#: optcheck importable; .ci/run makes one and requires this test.
+OLDEST_NUMPY_PYTHON = os.environ.get("OPTCHECK_OLDEST_NUMPY_PYTHON")
+
+
+def test_the_golden_is_the_same_with_the_oldest_supported_numpy(tmp_path):
+    """NumPy 1.x promotes differently (value-based casting, not NEP 50): the same sample
+    and export, byte-identical. It caught the Monte Carlo perturbation computing a
+    float32 scalar's 1 + δ in float64 (the tolerances of float64 schedule runs)."""
+    if not OLDEST_NUMPY_PYTHON:
+        pytest.skip("OPTCHECK_OLDEST_NUMPY_PYTHON is unset (.ci/run sets it)")
+    version = _run(["-c", "import numpy; print(numpy.__version__)"], [], OLDEST_NUMPY_PYTHON)
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.startswith("1."), f"{OLDEST_NUMPY_PYTHON} has NumPy {version.stdout}"
+    _assert_portable([], tmp_path, OLDEST_NUMPY_PYTHON)

@@ -30,7 +30,8 @@ SCRIPT = r"""
 import json, sys
 import numpy as np
 from optcheck.adapters.registry import load_adapter
-from optcheck.conformance import engine
+from optcheck.conformance import diagnosis, engine
+from optcheck.conformance.tolerance import Policy
 from optcheck.conformance.scenario import Scenario
 from optcheck.reference.sparse import IndexedSlices
 
@@ -59,6 +60,9 @@ CASES = {
         "Adam", {"learning_rate": 0.01, "gradient_accumulation_steps": 2}, steps=5),
     "round_trip": scenario("RMSprop", {"learning_rate": 0.01, "momentum": 0.5}, steps=4,
                            round_trip_at=2),
+    # β1 within 1e-16 of 1: the cast form of 1 − β1 is 0 in float32 (docs/keras3.md, 13).
+    "lion_beta_1_near_one": scenario("Lion", {"learning_rate": 0.01,
+                                              "beta_1": 0.9999999999999999}, steps=2),
     "sparse": Scenario("SGD", {"learning_rate": 0.1, "momentum": 0.5}, "keras3", "float32",
                        arrays(1, (4, 2)),
                        [[IndexedSlices(arrays(20 + i, (3, 2))[0], np.array([0, 2, 0]),
@@ -75,7 +79,8 @@ for adapter_name in sys.argv[2:]:
             continue
         found = engine.check(s, adapter)
         results[f"{adapter_name}:{key}"] = "pass" if found is None else (
-            f"step {found.step} {found.quantity}: {found.expected} != {found.actual}")
+            f"step {found.step} {found.quantity}: {found.expected} != {found.actual}; "
+            + diagnosis.diagnose(s, adapter, Policy())["verdict"])
 # The guard: this process's keras has one backend; an adapter for another refuses.
 other = "keras3-torch" if "jax" in sys.argv[2] else "keras3-jax"
 results["guard"] = list(load_adapter(other).availability())
@@ -109,7 +114,7 @@ def jax_results():
 @pytest.fixture(scope="module")
 def torch_results():
     pytest.importorskip("torch")
-    return _run(BASIC, "keras3-torch")
+    return _run(BASIC + ",lion_beta_1_near_one", "keras3-torch")
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +156,15 @@ def test_jax_conforms(jax_results, adapter, case):
 @pytest.mark.parametrize("case", BASIC.split(","))
 def test_torch_conforms(torch_results, case):
     assert torch_results[f"keras3-torch:{case}"] == "pass"
+
+
+def test_torch_lion_computes_one_minus_beta_in_python(torch_results):
+    """Keras's torch Lion (``torch_lion.py``) passes ``alpha=1 - self.beta_1``: with β1 =
+    1 − 1e-16 its first step moves the variable where Keras's generic Lion (cast β1: 1 − β1
+    = 0 in float32) leaves it; the diagnosis names the variant (docs/keras3.md, 13)."""
+    found = torch_results["keras3-torch:lion_beta_1_near_one"]
+    assert found.startswith("step 1 variable") and found.endswith(
+        "matches variant lion_one_minus_beta=python"), found
 
 
 @pytest.mark.parametrize("adapter", ["keras3-tensorflow", "keras3-tensorflow-function"])
