@@ -9,8 +9,8 @@
   ``tf.function(jit_compile=True)`` (what Keras's TF trainer does with
   ``jit_compile=True``; XLA on the CPU here);
 * ``keras3-torch-compile``: ``apply_gradients`` under ``torch.compile`` (what Keras's
-  torch trainer does with ``jit_compile=True``); a compile per scenario (about 40 s on a
-  CPU), too slow for a suite run: for targeted checks. The numpy backend has no compiled
+  torch trainer does with ``jit_compile=True``); a compile per new structure (20–40 s
+  for the first on a CPU; docs/keras3.md has a full run's time). The numpy backend has no compiled
   path (nor a trainer: its ``fit`` raises NotImplementedError).
 
 Keras 3 fixes its backend once per process, when ``keras`` is first imported (the
