@@ -36,6 +36,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -1041,7 +1042,8 @@ def configure_parser(parser) -> None:
     c.add_argument("--in-process", action="store_true",
                    help="run the adapter in this process: no timeout or crash isolation")
     c.add_argument("--out", type=Path, default=None, metavar="FILE",
-                   help="write the results as JSON (schema optcheck.vectors-check/1)")
+                   help="write the results as JSON (schema optcheck.vectors-check/1); a "
+                   f"folder: to {CHECK_FILE} in it")  # fmt: skip
     c.set_defaults(handler=_check_command, subparser=c)
 
 
@@ -1049,6 +1051,42 @@ def _usage(args, message: str) -> int:
     args.subparser.print_usage(sys.stderr)
     print(f"optcheck vectors {args.vectors_command}: error: {message}", file=sys.stderr)
     return 2
+
+
+#: The file ``vectors check --out DIR`` writes in an existing folder DIR.
+CHECK_FILE = "vectors-check.json"
+
+
+def _check_out(path: Path) -> Path:
+    """The file ``--out`` names (``path/vectors-check.json`` for a folder), checked to be
+    writable before any case runs; raises VectorsError naming the problem."""
+    path = path / CHECK_FILE if path.is_dir() else path
+    if path.parent.exists() and not path.parent.is_dir():
+        raise VectorsError(f"cannot write --out {path}: {path.parent} is a file, not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=".optcheck-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise VectorsError(f"cannot write --out {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def _write_check(report: dict, path: Path) -> str:
+    """Write the results to ``path``; should that fail, to a temporary file. The line
+    saying where they are."""
+    from .report import write_atomic
+
+    text = json.dumps(report, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    try:
+        write_atomic(path, text)
+        return f"results in {path}"
+    except OSError as exc:
+        fd, spare = tempfile.mkstemp(prefix="optcheck-vectors-check-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        return f"cannot write {path} ({exc.strerror or exc}); results in {spare} instead"
 
 
 def _optimizers(args):
@@ -1099,6 +1137,7 @@ def _check_command(args, parser) -> int:
     if args.timeout <= 0:
         return _usage(args, "--timeout must be positive")
     try:
+        out = None if args.out is None else _check_out(args.out)
         report = check(args.adapter, args.folder, optimizers=_optimizers(args),
                        profiles=args.profiles, dtypes_=args.dtypes, features=args.features,
                        isolate=not args.in_process, jobs=args.jobs,
@@ -1116,10 +1155,8 @@ def _check_command(args, parser) -> int:
     if report["reason"] and not report["available"]:
         line += f" - not available: {report['reason']}"
     print(line)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1, sort_keys=True, allow_nan=False) + "\n",
-                            encoding="utf-8")  # fmt: skip
+    if out is not None:
+        print(_write_check(report, out))
     return 1 if failed(report) else 0
 
 

@@ -104,7 +104,8 @@ def load_conformance(paths) -> list[dict]:
         if not isinstance(report, dict) or report.get("schema") != CONFORMANCE_SCHEMA:
             raise ReportError(f"{path} is not a conformance report (schema "
                               f"{CONFORMANCE_SCHEMA!r} expected)")  # fmt: skip
-        for adapter in report.get("adapters", []):
+        check_conformance(report, path)
+        for adapter in report["adapters"]:
             pair = (report["profile"], adapter["name"])
             if pair in seen:
                 raise ReportError(f"adapter {pair[1]!r} in profile {pair[0]!r} is in both "
@@ -114,9 +115,60 @@ def load_conformance(paths) -> list[dict]:
                 **adapter, "profile": report["profile"], "level": report.get("level"),
                 "seed": report.get("seed"), "mode": report.get("mode"),
                 "max_examples": report.get("max_examples"), "created": report.get("created"),
-                "path": str(path),
+                "path": str(path), "run_incomplete": report.get("incomplete"),
             })  # fmt: skip
     return entries
+
+
+#: The fields the page reads: name -> type; a trailing "?" marks an optional one (absent
+#: or null). A report missing one, or holding the wrong type, is named with the field.
+_REPORT_FIELDS = {"profile": str, "adapters": list, "incomplete?": dict}
+_ADAPTER_FIELDS = {"name": str, "available": bool, "summary": dict, "cases": list,
+                   "version?": str, "reason?": str, "incomplete?": dict}  # fmt: skip
+_SUMMARY_FIELDS = {"cases": int, **{f"{s}?": int for s in STATUSES}}
+_CASE_FIELDS = {"id": str, "kind": str, "status": str, "optimizer": str, "feature": str,
+                "dtype": str, "diagnosis?": dict, "baseline?": dict, "first_divergence?": dict,
+                "message?": str, "reason?": str, "traceback?": str, "repro?": str}  # fmt: skip
+
+
+def _fields(obj, spec: dict, where: str, path) -> None:
+    for name, kind in spec.items():
+        key, optional = name.rstrip("?"), name.endswith("?")
+        value = obj.get(key)
+        field = f"{where}.{key}" if where else key
+        if value is None:
+            if optional:
+                continue
+            raise ReportError(f"{path}: field {field} is "
+                              f"{'null' if key in obj else 'missing'}")  # fmt: skip
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ReportError(f"{path}: field {field} is {type(value).__name__}, not "
+                              f"{kind.__name__}")  # fmt: skip
+
+
+def check_conformance(report: dict, path) -> None:
+    """Raise :class:`ReportError` naming the first field of ``report`` (read from
+    ``path``) that the page needs and cannot use: missing, null or of the wrong type."""
+    _fields(report, _REPORT_FIELDS, "", path)
+    for i, adapter in enumerate(report["adapters"]):
+        where = f"adapters[{i}]"
+        if not isinstance(adapter, dict):
+            raise ReportError(f"{path}: field {where} is not an object")
+        _fields(adapter, _ADAPTER_FIELDS, where, path)
+        _fields(adapter["summary"], _SUMMARY_FIELDS, f"{where}.summary", path)
+        for j, case in enumerate(adapter["cases"]):
+            at = f"{where}.cases[{j}]"
+            if not isinstance(case, dict):
+                raise ReportError(f"{path}: field {at} is not an object")
+            _fields(case, _CASE_FIELDS, at, path)
+            if case["status"] not in STATUSES:
+                raise ReportError(f"{path}: field {at}.status is {case['status']!r}, not one "
+                                  f"of {', '.join(STATUSES)}")  # fmt: skip
+            if case["status"] == "deviation":
+                _fields(case, {"first_divergence": dict}, at, path)
+            for key, inner in (("diagnosis", "verdict"), ("baseline", "reason")):
+                if case.get(key) is not None:
+                    _fields(case[key], {inner: str}, f"{at}.{key}", path)
 
 
 # -- the report --------------------------------------------------------------------------
@@ -187,17 +239,22 @@ def _conformance(doc: Document, entries: list[dict]) -> None:
         s = e["summary"]
         rows.append([
             e["profile"], Cell(e["name"], href=f"#{_slug('conf', e['profile'], e['name'])}"),
-            e.get("version") or ("not available: " + e.get("reason", "") if not e["available"]
-                                 else ""),
+            e.get("version") or ("not available: " + (e.get("reason") or "")
+                                 if not e["available"] else ""),
             str(s["cases"]), str(s.get("pass", 0)), str(s.get("deviation", 0)),
             str(s.get("error", 0)), str(s.get("unsupported", 0)),
             Cell(_pct(conforming_share(s)), _share_class(s)),
             f"{e.get('level')} · seed {e.get('seed')} · {e.get('mode')}"
             + (f" · {e['max_examples']} example{'s' if e['max_examples'] != 1 else ''}"
-               if e.get("max_examples") else ""),
+               if e.get("max_examples") else "")
+            + (f" · interrupted ({e['run_incomplete'].get('signal')})"
+               if e.get("run_incomplete") else ""),
         ])  # fmt: skip
     doc.add(Table(["profile", "adapter", "version", "cases", "pass", "deviation", "error",
                    "unsupported", "conforming", "run"], rows, anchor="conformance-summary"))
+    stopped = {e["path"]: e["run_incomplete"] for e in entries if e.get("run_incomplete")}
+    for path, incomplete in stopped.items():
+        doc.add(Para(f"`{path}`: {rep.incomplete_text(incomplete)}"))
     from . import charts
 
     bars = [{"label": f"{e['name']} ({e['profile']})", "summary": e["summary"]} for e in entries]
@@ -258,8 +315,11 @@ def _adapter_section(doc: Document, e: dict) -> None:
         return
     cases = e["cases"]
     s = e["summary"]
-    doc.add(Para(f"{e.get('version', '')} — {s.get('pass', 0)} of {s['cases']} cases conform "
+    doc.add(Para(f"{e.get('version') or ''} — {s.get('pass', 0)} of {s['cases']} cases conform "
                  f"({_pct(conforming_share(s))} of those supported); report `{e['path']}`."))
+    if e.get("incomplete"):
+        doc.add(Para(f"Interrupted: {e['incomplete'].get('cases_done')} of "
+                     f"{e['incomplete'].get('cases_planned')} cases finished."))
     matrix = [c for c in cases if c["kind"] != "seed"]
     columns = _feature_order(matrix)
     optimizers = list(dict.fromkeys(c["optimizer"] for c in matrix))
@@ -290,7 +350,7 @@ def _adapter_section(doc: Document, e: dict) -> None:
                     rep.diagnosis_text(c), rep.case_outcome(c)] for c in bad],
                   caption=f"Cases of {name} ({profile}) that do not conform."))  # fmt: skip
     for c in bad:
-        text = c.get("repro") or c.get("traceback") or c.get("message", "")
+        text = c.get("repro") or c.get("traceback") or c.get("message") or ""
         kind, ext = ("repro", "py") if c.get("repro") else ("traceback", "txt")
         doc.add(Details(f"{c['id']} — {kind}", text, anchor=_case_anchor(e, c),
                         file=f"repro/{profile}/{file_part(name)}/{file_part(c['id'])}.{ext}"))
