@@ -115,7 +115,7 @@ def _scenario_change(mine: Scenario, pristine: Scenario) -> str | None:
                 return f"{change} at step {k}"
     for f in dataclasses.fields(Scenario):
         if not _same(getattr(mine, f.name), getattr(pristine, f.name)):
-            return f"its {f.name}"
+            return f"the {f.name}"
     return None
 
 
