@@ -1000,6 +1000,8 @@ def failed(report: dict) -> bool:
 def configure_parser(parser) -> None:
     """Add ``export`` and ``check`` to the ``optcheck vectors`` sub-parser; each sets
     ``handler(args, parser) -> exit status``."""
+    from optcheck.cli import COUNT, SECONDS  # the numeric options' one validator
+
     sub = parser.add_subparsers(dest="vectors_command", required=True, metavar="{export,check}")
     e = sub.add_parser(
         "export", help="write golden test vectors (JSON + NPZ, checksummed) to a folder",
@@ -1035,9 +1037,9 @@ def configure_parser(parser) -> None:
                    "float64)")  # fmt: skip
     c.add_argument("--feature", action="extend", nargs="+", dest="features",
                    metavar="PATTERN", help="only cases whose feature matches (fnmatch)")
-    c.add_argument("--jobs", type=int, default=None, metavar="N",
+    c.add_argument("--jobs", type=COUNT, default=None, metavar="N",
                    help="worker processes (default: number of CPUs)")
-    c.add_argument("--timeout", type=float, default=120.0, metavar="S",
+    c.add_argument("--timeout", type=SECONDS, default=120.0, metavar="S",
                    help="seconds per case before its worker is killed (default: 120)")
     c.add_argument("--in-process", action="store_true",
                    help="run the adapter in this process: no timeout or crash isolation")

@@ -48,6 +48,8 @@ class ReportError(ValueError):
 
 
 def configure_parser(parser) -> None:
+    from optcheck.cli import number  # the numeric options' one validator
+
     parser.add_argument("--conformance", nargs="+", type=Path, default=[], metavar="FILE",
                         help="conformance.json file(s) written by optcheck verify")  # fmt: skip
     parser.add_argument("--bench", nargs="+", type=Path, default=[], metavar="FILE",
@@ -55,7 +57,7 @@ def configure_parser(parser) -> None:
                         "(--benchmark-json) or --bench-records JSON lines")  # fmt: skip
     parser.add_argument("--before", nargs="+", type=Path, default=[], metavar="FILE",
                         help="benchmark results of an earlier run to compare --bench with")
-    parser.add_argument("--threshold", type=float, default=THRESHOLD,
+    parser.add_argument("--threshold", type=number(float), default=THRESHOLD,
                         help="after/before step-time ratio above which a case is a "
                         f"regression (default {THRESHOLD})")  # fmt: skip
     parser.add_argument("--title", default="optcheck report")

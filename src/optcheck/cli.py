@@ -70,7 +70,7 @@ SEED = number(int, low=0, high=2**32 - 1)
 COUNT = number(int, low=1)
 #: Seconds per case: positive and within what a timer accepts (an infinite or huge one
 #: overflows the wait of the worker pool and fails the adapter as if it could not load).
-SECONDS = number(float, above=0, high=1e6)
+SECONDS = number(float, above=0, high=10**6)
 #: Ulps of the dtype-faithful golden: 0 is bit-exact.
 ULPS = number(float, low=0)
 
