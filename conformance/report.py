@@ -287,7 +287,8 @@ def to_markdown(report: dict) -> str:
                     lines += ["<details><summary>repro script</summary>", "", "```python",
                               c["repro"].rstrip(), "```", "", "</details>", ""]  # fmt: skip
         elif t["cases"]:
-            lines += ["Every supported case conforms.", ""]
+            lines += [f"Every {'finished' if a.get('incomplete') else 'supported'} case "
+                      "conforms.", ""]
         unsupported: dict[str, int] = {}
         for c in a["cases"]:
             if c["status"] == "unsupported":

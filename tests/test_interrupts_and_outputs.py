@@ -22,6 +22,7 @@ import copy
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -214,6 +215,29 @@ def test_a_rerun_never_leaves_the_previous_report_beside_new_results(tmp_path):
     verify(ctx, ["numpy"], out, isolate=False, progress=progress)
     assert seen and all(names == ["results.jsonl"] for names in seen), seen
     assert json.loads((out / "conformance.json").read_text())["summary"]["pass"] == 2
+
+
+def test_a_report_that_cannot_be_written_after_the_run_is_saved_elsewhere(tmp_path,
+                                                                          monkeypatch):
+    from optcheck.conformance.suite import Context
+    from optcheck.conformance.verify import OutputError, verify
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # where the spare folder goes
+    out = tmp_path / "out"
+
+    def progress(name, done, total, counts):  # the folder becomes a file during the run
+        if done == total and out.is_dir():
+            shutil.rmtree(out)
+            out.write_text("in the way\n")
+
+    ctx = Context(adapter="numpy", optimizers=["SGD"], features=["plain"], dtypes=["float32"],
+                  max_examples=2, shrink=False, diagnose=False)  # fmt: skip
+    with pytest.raises(OutputError, match=r"cannot write the report to \S*out .*; it was "
+                       r"written to (\S+)/ instead") as caught:  # fmt: skip
+        verify(ctx, ["numpy"], out, isolate=False, progress=progress)
+    spare = Path(re.search(r"written to (\S+)/ instead", str(caught.value)).group(1))
+    report = json.loads((spare / "conformance.json").read_text())
+    assert report["summary"]["pass"] == 1 and spare.parent == tmp_path
 
 
 def _file(tmp):
