@@ -6,6 +6,13 @@ and write ``conformance.json``, ``conformance.md`` and ``junit.xml``
 appended to ``results.jsonl`` in the output folder as soon as it is known, so a run
 killed half-way keeps what it found.
 
+Before anything runs, the output folder is checked (:func:`prepare_out`: a usage
+error, :class:`OutputError`, when it cannot hold the reports) and the previous run's
+reports are removed, so that no report ever sits beside another run's results. SIGINT
+or SIGTERM stops the run: the workers are killed, the report of the finished cases is
+written with ``"incomplete"`` set, and :class:`~optcheck.conformance.worker.Interrupted`
+is raised (``optcheck verify`` exits 3).
+
 By default adapters run in worker processes (:mod:`optcheck.conformance.worker`):
 a per-case timeout, and a crashing interpreter loses only its current case.
 ``isolate=False`` runs everything in this process (faster to start, no protection).
