@@ -145,6 +145,12 @@ def _fill_none(self, gradients):
             gradients[i] = np.zeros(self._variables[i].numpy().shape, self._promote)
 
 
+def _rewrite_the_last_step(self, gradients):
+    last = self._scenario.steps[-1]
+    if gradients is not last:
+        last[0] *= last[0].dtype.type(2)
+
+
 def _overwrite_initial_values(self, scenario):
     for value in scenario.initial_values:
         value[...] = 0
@@ -219,6 +225,9 @@ ROWS = [
     Row("fills-none-gradients", faulty("fills-none-gradients", before_step=_fill_none), "error",
         r"modified the gradient of v1 it was given at step 2 in place",
         feature="none_gradients"),
+    Row("rewrites-a-later-step", faulty("rewrites-a-later-step",
+                                        before_step=_rewrite_the_last_step), "error",
+        r"modified the gradient of v0 of step 3 of the scenario it was given, before that step"),
     Row("overwrites-initial-values", faulty("overwrites-initial-values",
                                             prepare=_overwrite_initial_values), "error",
         r"modified the initial value of v0 of the scenario it was given, in open"),
