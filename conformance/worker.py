@@ -99,15 +99,26 @@ def die_with_parent(parent: int) -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # it died before prctl took effect
+    original = os.getppid()  # not ``parent`` when sys.executable is a wrapper script
+    if original != parent and not _alive(parent):  # it died before prctl took effect
         os._exit(70)
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == original:
             time.sleep(1.0)
         os._exit(70)
 
     threading.Thread(target=watch, name="optcheck-parent-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _boot(argv: list[str]) -> None:
