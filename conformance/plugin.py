@@ -88,7 +88,7 @@ def pytest_configure(config):
             raise pytest.UsageError(f"--optcheck-baseline: {exc}") from None
         config._optcheck_baselines = {"entries": [(b, e) for b in loaded for e in b.entries],
                                       "selected": set(), "used": set(),
-                                      "mismatched": {}}  # fmt: skip
+                                      "mismatched": {}, "baselines": loaded}  # fmt: skip
     if config.getoption("optcheck_seed", None) is None and config.getoption(
         "optcheck_adapter", None
     ):
@@ -192,7 +192,7 @@ def pytest_generate_tests(metafunc):
         skip = pytest.mark.skip(reason="no adapter: pass --optcheck-adapter=NAME or module:attr")
         metafunc.parametrize(FIXTURE, [pytest.param(None, marks=skip)], ids=["no-adapter"])
         return
-    from optcheck.adapters.registry import UnknownAdapterError
+    from optcheck.adapters.registry import UnknownAdapterError, resolve
     from optcheck.conformance.verify import no_case_reason
 
     params = []
@@ -216,6 +216,16 @@ def pytest_generate_tests(metafunc):
                 (ctx, _NoCase(f"adapter {plan.name!r} checked no case: {why}")),
                 id=f"{plan.name}::checked-no-case"))  # fmt: skip
             _FLAGGED.add(plan.name)
+    state = getattr(config, "_optcheck_baselines", None)
+    named = dict.fromkeys(resolve(a)[0] for a in adapters)
+    for b in (state or {}).get("baselines", []):
+        if b.adapter not in named:  # its gate would pass without running anything
+            message = (f"adapter {b.adapter!r} checked no case: the baseline {b.path} is for "
+                       f"it, but this run does not verify it (add "
+                       f"--optcheck-adapter={b.adapter})")  # fmt: skip
+            params.append(pytest.param((context(config, b.adapter), _NoCase(message)),
+                                       id=f"{b.adapter}::checked-no-case"))  # fmt: skip
+            named[b.adapter] = None
     if not params:
         raise pytest.UsageError("optcheck: no conformance case matches the selection")
     metafunc.parametrize(FIXTURE, params)

@@ -453,6 +453,11 @@ PLUGIN = [
      'variant = "adam_epsilon=corected"\n', 4,
      r"--optcheck-baseline: baseline .*b\.toml, entry 1: `variant` 'adam_epsilon=corected' "
      r"matches no known variant"),
+    ("baseline-adapter-not-in-the-run", ["--optcheck-adapter=numpy", *SMALL,
+                                         "--optcheck-baseline={baseline}"],
+     'adapter = "other"\n', 1,
+     r"other::checked-no-case\] _+\nadapter 'other' checked no case: the baseline .*b\.toml "
+     r"is for it, but this run does not verify it \(add --optcheck-adapter=other\)"),
     ("baseline-status-mismatch", [f"--optcheck-adapter={SUITE}:Raising",
                                   f"--optcheck-strategies={SUITE}", "--optcheck-optimizer=Adam",
                                   "--optcheck-feature=plain", "--optcheck-baseline={baseline}"],
