@@ -313,7 +313,9 @@ def _verify_command(args, parser) -> int:
                 f"deviation, {t['error']} error, {t['unsupported']} unsupported "
                 f"({a['seconds']:.1f} s)")  # fmt: skip
         if not a["available"] and a["reason"]:
-            line += f" - not available: {a['reason']}"
+            # A load error (import, invalid capabilities()) is the adapter's error.
+            broken = any(c["feature"] == "load" for c in a["cases"])
+            line += f" - {'cannot load' if broken else 'not available'}: {a['reason']}"
         print(line)
     print(f"profile {args.profile}, level {args.level}, run seed {seed}; reports in "
           f"{args.out}/ (conformance.json, conformance.md, junit.xml)")  # fmt: skip
