@@ -363,6 +363,35 @@ def test_a_malformed_conformance_report_names_its_file_and_field(
     assert re.search(rf"optcheck report: error: {re.escape(str(path))}: field {named}", err), err
 
 
+def _bench(**changes) -> dict:
+    info = {"implementation": "numpy", "optimizer": "Adam", "feature": "plain", "N": 1000,
+            "layout": 1, "device": "cpu", "dtype": "float32", "step_s": 1e-5,
+            "bytes_per_step": 16000, "gbps": 1.6, "roof_gbps": 10.0, "roof_method": "numpy"}
+    for name, value in changes.items():
+        if value is ...:
+            del info[name]
+        else:
+            info[name] = value
+    return {"benchmarks": [{"name": "test_step[numpy-Adam]", "extra_info": info,
+                            "stats": {"min": 1e-5}}]}  # fmt: skip
+
+
+@pytest.mark.parametrize("changes, named", [
+    ({"device": ...}, "extra_info.device is missing"),
+    ({"step_s": None}, "extra_info.step_s is null"),
+    ({"N": "1000"}, "extra_info.N is str"),
+    ({"optimizer": None}, "extra_info.optimizer is null"),
+])  # fmt: skip
+def test_a_malformed_benchmark_file_names_its_file_and_field(tmp_path, capsys, changes, named):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(_bench(**changes)))
+    assert main(["report", "--bench", str(path), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(rf"error: {re.escape(str(path))}: entry 0: field {re.escape(named)}",
+                     err), err  # fmt: skip
+
+
 def test_the_report_page_shows_an_interrupted_run(tmp_path):
     pytest.importorskip("matplotlib")
     report = _report()
