@@ -75,12 +75,28 @@ def _command(args, parser) -> int:
     if importlib.util.find_spec("matplotlib") is None:
         return _usage(parser, "the report's charts need matplotlib: pip install 'optcheck[report]'")
     try:
+        _check_out(args.out)
         paths = write(args.out, conformance=args.conformance, bench=args.bench,
                       before=args.before, threshold=args.threshold, title=args.title)  # fmt: skip
     except (ReportError, B.BenchFileError) as exc:
         return _usage(parser, str(exc))
+    except OSError as exc:  # the folder went away or filled up while writing
+        return _usage(parser, f"cannot write the report to {args.out}: {exc.strerror or exc}")
     print(f"report: {paths['html']} and {paths['md']}")
     return 0
+
+
+def _check_out(out: Path) -> None:
+    """Raise ReportError when ``out`` cannot be the report's folder (before any work)."""
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"--out {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"cannot create --out {out}: {exc.strerror or exc}") from None
+    for name in ("report.html", "report.md"):
+        if (out / name).is_dir():
+            raise ReportError(f"cannot write {out / name}: it is a folder")
 
 
 def _usage(parser, message: str) -> int:

@@ -363,6 +363,22 @@ def test_a_malformed_conformance_report_names_its_file_and_field(
     assert re.search(rf"optcheck report: error: {re.escape(str(path))}: field {named}", err), err
 
 
+@pytest.mark.parametrize("make, message", [
+    (_file, r"--out \S*taken is a file, not a folder"),
+    (_under_a_file, r"cannot create --out \S*taken/out: Not a directory"),
+    (_named_folder("report.html"), r"cannot write \S*out/report.html: it is a folder"),
+], ids=["file", "under-a-file", "report.html"])  # fmt: skip
+def test_report_out_that_cannot_hold_the_report_is_a_usage_error(tmp_path, capsys, make,
+                                                                 message):  # fmt: skip
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "conformance.json"
+    path.write_text(json.dumps(_report()))
+    out = make(tmp_path)
+    assert main(["report", "--conformance", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"optcheck report: error: " + message, err), err
+
+
 def _bench(**changes) -> dict:
     info = {"implementation": "numpy", "optimizer": "Adam", "feature": "plain", "N": 1000,
             "layout": 1, "device": "cpu", "dtype": "float32", "step_s": 1e-5,
