@@ -1023,7 +1023,8 @@ def configure_parser(parser) -> None:
         "check", help="check an adapter against a vectors folder",
         description="Verify the checksums of a vectors folder, then step the adapter through "
         "each case and compare with the stored values and tolerances. Exit 0: every "
-        "supported case passes; 1: a deviation or error; 2: usage, checksum or format error.",
+        "supported case passes; 1: a deviation or error; 2: usage, checksum or format error; "
+        "4: no case passed (the adapter is unavailable or supports none).",
     )  # fmt: skip
     c.add_argument("folder", type=Path, metavar="DIR", help="a vectors folder (e.g. vectors/)")
     c.add_argument("--adapter", required=True, metavar="NAME|module:attr",
@@ -1159,7 +1160,16 @@ def _check_command(args, parser) -> int:
     print(line)
     if out is not None:
         print(_write_check(report, out))
-    return 1 if failed(report) else 0
+    if failed(report):
+        return 1
+    if not any(c["status"] == "pass" for c in report["cases"]):  # never pass on nothing
+        from .verify import no_case_reason
+
+        print(f"optcheck: adapter {report['adapter']!r} checked no case: "
+              f"{no_case_reason(report['available'], report['reason'], report['cases'])}",
+              file=sys.stderr)  # fmt: skip
+        return 4
+    return 0
 
 
 # =====================================================================================

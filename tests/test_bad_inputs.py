@@ -270,6 +270,28 @@ def test_a_run_that_checks_nothing_exits_4(argv, code, message, tmp_path, capsys
     _no_traceback(text)
 
 
+VECTORS = [
+    # (vectors check arguments, exit, regex): the vectors check is a gate too.
+    ([f"{SUITE}:Unavailable"], 4,
+     r"adapter 'tests\.test_suite:Unavailable' checked no case: not available: mylib is not "
+     r"installed"),
+    ([f"{SUITE}:NoClipnorm", "--feature", "clipnorm"], 4,
+     r"checked no case: every case unsupported: lacks feature clipnorm"),
+    (["numpy"], 0, r"numpy: 8/8 cases pass"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("adapter, code, message", VECTORS,
+                         ids=["unavailable", "only-unsupported", "numpy-checks"])  # fmt: skip
+def test_a_vectors_check_of_nothing_exits_4(adapter, code, message, capsys, on_path):
+    argv = ["vectors", "check", str(ROOT / "vectors"), "--adapter", *adapter, "--optimizer",
+            "SGD", "--profile", "keras2", "--dtype", "float32", "--in-process"]  # fmt: skip
+    status, text = _cli(argv, capsys)
+    assert status == code, text
+    assert re.search(message, text), text
+    _no_traceback(text)
+
+
 DEFAULT_LIST = [
     # (adapters known by name, exit, regex): without --adapter every known one runs; an
     # unavailable one is listed, and fails the run only when no adapter checked a case.
