@@ -169,9 +169,11 @@ def load(path) -> Baseline:
             raise BaselineError(f"{where}: `profile` must be keras2 or keras3, got "
                                 f"{item['profile']!r}")  # fmt: skip
         if "variant" in item:
-            if status == "error":  # errors have no diagnosis: the entry would accept none
-                raise BaselineError(f"{where}: `variant` is for deviations; an entry with "
-                                    "status = \"error\" cannot have one")  # fmt: skip
+            # An error has no diagnosis (it counts as "unexplained"): any other variant
+            # would make the entry accept nothing.
+            if status == "error" and not fnmatch.fnmatchcase("unexplained", item["variant"]):
+                raise BaselineError(f"{where}: `variant` {item['variant']!r} can never match "
+                                    "an error (errors have no diagnosis): leave it out")
             _check_variant(item["variant"], where)
         entries.append(Entry(case=item["case"], reason=item["reason"].strip(),
                              profile=item.get("profile"), variant=item.get("variant"),

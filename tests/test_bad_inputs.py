@@ -323,8 +323,8 @@ BAD_BASELINES = [
     ("pair-out-of-catalogue-order",
      'variant = "beta_power_cast=direct + adam_epsilon=corrected"\n',
      r"entry 1: `variant` 'beta_power_cast=direct \+ adam_epsilon=corrected' matches no known"),
-    ("variant-on-an-error-entry", 'status = "error"\nvariant = "unexplained"\n',
-     r"entry 1: `variant` is for deviations"),
+    ("variant-on-an-error-entry", 'status = "error"\nvariant = "adam_epsilon=corrected"\n',
+     r"entry 1: `variant` 'adam_epsilon=corrected' can never match an error"),
 ]  # fmt: skip
 
 
@@ -347,7 +347,9 @@ def test_known_variant_patterns_still_load(tmp_path):
     body = "".join(f'[[accepted]]\ncase = "Adam-*"\nreason = "r"\nvariant = "{v}"\n' for v in (
         "adam_epsilon=*", "unexplained", "adam_epsilon=corrected + beta_power_cast=direct",
         "*ema*"))  # fmt: skip
-    assert len(baseline.load(_baseline(tmp_path, "lib", body)).entries) == 4
+    body += ('[[accepted]]\ncase = "SGD-*"\nstatus = "error"\nvariant = "unexplained"\n'
+             'reason = "r"\n')
+    assert len(baseline.load(_baseline(tmp_path, "lib", body)).entries) == 5
 
 
 MISMATCH = [
