@@ -334,7 +334,8 @@ def _verify_command(args, parser) -> int:
             why = gate["why"].get(label)
             print(f"new {kind} (not in any baseline): {label}" + (f" ({why})" if why else ""))
         print(f"baseline: {len(gate['accepted'])} accepted, {len(gate['new'])} new, "
-              f"{len(gate['stale'])} stale entries")  # fmt: skip
+              f"{len(gate['stale'])} stale entries"
+              + (f", {len(gate['mismatched'])} mismatched" if gate["mismatched"] else ""))
         failed = bool(gate["new"])
     # A gate never passes on nothing: the adapters asked for by name (--adapter, a
     # baseline) must each bring a case to a verdict; the default list only one of them.
