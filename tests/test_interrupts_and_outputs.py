@@ -148,7 +148,8 @@ def _started(proc, results: Path) -> None:
     ("SIGTERM", "Hanging", ["--jobs", "1"]),
     ("SIGINT", "Slow", ["--jobs", "2"]),
     ("SIGTERM", "Slow", ["--in-process"]),
-])  # fmt: skip
+], ids=["SIGINT-hung-worker", "SIGTERM-hung-worker-deaf-to-SIGTERM", "SIGINT-slow-workers",
+        "SIGTERM-in-process"])  # fmt: skip
 def test_a_signal_stops_the_run_with_a_partial_report_and_no_process_left(
         run, tmp_path, sig, adapter, mode):  # fmt: skip
     out = tmp_path / "out"
@@ -335,7 +336,7 @@ def _edit(report: dict, field: str, value) -> dict:
     return report
 
 
-@pytest.mark.parametrize("field, value, named", [
+MALFORMED = [
     ("profile", ..., "profile is missing"),
     ("adapters", None, "adapters is null"),
     ("adapters", {}, "adapters is dict, not list"),
@@ -352,7 +353,11 @@ def _edit(report: dict, field: str, value) -> dict:
      r"adapters\[0\]\.cases\[1\]\.first_divergence is null"),
     ("adapters.0.cases.1.diagnosis.verdict", ...,
      r"adapters\[0\]\.cases\[1\]\.diagnosis\.verdict is missing"),
-])  # fmt: skip
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("field, value, named", MALFORMED, ids=[
+    f"{f}={'missing' if v is ... else json.dumps(v)}" for f, v, _ in MALFORMED])  # fmt: skip
 def test_a_malformed_conformance_report_names_its_file_and_field(
         tmp_path, capsys, field, value, named):  # fmt: skip
     pytest.importorskip("matplotlib")
@@ -397,7 +402,7 @@ def _bench(**changes) -> dict:
     ({"step_s": None}, "extra_info.step_s is null"),
     ({"N": "1000"}, "extra_info.N is str"),
     ({"optimizer": None}, "extra_info.optimizer is null"),
-])  # fmt: skip
+], ids=["device-missing", "step_s-null", "N-str", "optimizer-null"])  # fmt: skip
 def test_a_malformed_benchmark_file_names_its_file_and_field(tmp_path, capsys, changes, named):
     pytest.importorskip("matplotlib")
     path = tmp_path / "bench.json"
