@@ -117,6 +117,7 @@ _FLAGGED: set[str] = set()
 
 def pytest_sessionstart(session):
     _STATUSES.clear()
+    _FLAGGED.clear()  # collection, which fills it, comes after
 
 
 def _unchecked() -> dict[str, str]:
