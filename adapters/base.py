@@ -22,6 +22,7 @@ need it; an adapter never has to raise for it.
 from __future__ import annotations
 
 import abc
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -85,8 +86,8 @@ class InvalidCapabilities(ValueError):
 
 
 def _names(value) -> bool:
-    return isinstance(value, set | frozenset | list | tuple) and all(
-        isinstance(v, str) for v in value)
+    return (isinstance(value, Collection) and not isinstance(value, str | bytes)
+            and all(isinstance(v, str) for v in value))  # fmt: skip
 
 
 def check_capabilities(caps, optimizers=None) -> Capabilities:
