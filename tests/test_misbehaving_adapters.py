@@ -123,14 +123,16 @@ class Faulty(ReferenceAdapter):
         return self.session(self._package, scenario)
 
 
-def faulty(name, session=None, **hooks):
-    """A :class:`Faulty` adapter whose session (or adapter) has the given hooks."""
-    session_hooks = {k: v for k, v in hooks.items() if k in ("before_step", "edit", "load",
-                                                                       "finalize")}
-    adapter_hooks = {k: v for k, v in hooks.items() if k not in session_hooks}
-    session = type(f"{name}_session", (session or FaultySession,),
-                   {k: v for k, v in session_hooks.items()})  # fmt: skip
-    return type(name, (Faulty,), {"session": session, **adapter_hooks})(name)
+SESSION_HOOKS = ("before_step", "edit", "load", "finalize")
+
+
+def faulty(name, **hooks):
+    """A :class:`Faulty` adapter named ``name`` whose ``hooks`` replace methods of its
+    session (:data:`SESSION_HOOKS`) or of the adapter (``prepare``): its one fault."""
+    session = type(f"{name}-session", (FaultySession,),
+                   {k: v for k, v in hooks.items() if k in SESSION_HOOKS})  # fmt: skip
+    adapter = {k: v for k, v in hooks.items() if k not in SESSION_HOOKS}
+    return type(name, (Faulty,), {"session": session, **adapter})(name)
 
 
 def _scale_in_place(self, gradients):
