@@ -89,11 +89,11 @@ class Lion(Optimizer):
 
         if self.profile.lion_one_minus_beta == "python":  # a diagnosis variant
             rate_1 = dtypes.const(1 - self.beta_1, dtype)
-            rate_2 = dtypes.const(1 - self.beta_2, dtype)
-        else:
-            rate_1, rate_2 = one - beta_1, one - beta_2
-        variable.assign_sub(lr * np.sign(m.numpy() * beta_1 + gradient * rate_1))
-        m.assign(m.numpy() * beta_2 + gradient * rate_2)
+            variable.assign_sub(lr * np.sign(m.numpy() * beta_1 + gradient * rate_1))
+            m.assign(m.numpy() * beta_2 + gradient * dtypes.const(1 - self.beta_2, dtype))
+            return
+        variable.assign_sub(lr * np.sign(m.numpy() * beta_1 + gradient * (one - beta_1)))
+        m.assign(m.numpy() * beta_2 + gradient * (one - beta_2))
 
     def get_config(self):
         config = super().get_config()
