@@ -101,7 +101,7 @@ def _same(a, b) -> bool:
         return False
 
 
-def _scenario_change(mine: Scenario, pristine: Scenario) -> str | None:
+def scenario_change(mine: Scenario, pristine: Scenario) -> str | None:
     """What the candidate changed in its copy of the scenario, or None."""
     names = pristine.names
     if len(mine.initial_values) == len(names):
@@ -110,7 +110,7 @@ def _scenario_change(mine: Scenario, pristine: Scenario) -> str | None:
                 return f"the initial value of {name}"
     if len(mine.steps) == len(pristine.steps):
         for k, (given, grads) in enumerate(zip(mine.steps, pristine.steps, strict=True), 1):
-            change = _gradient_change(given, grads, names)
+            change = gradient_change(given, grads, names)
             if change:
                 return f"{change} at step {k}"
     for f in dataclasses.fields(Scenario):
@@ -122,7 +122,7 @@ def _scenario_change(mine: Scenario, pristine: Scenario) -> str | None:
     return None
 
 
-def _gradient_change(given, grads, names) -> str | None:
+def gradient_change(given, grads, names) -> str | None:
     if not isinstance(given, list) or len(given) != len(grads):
         return "the list of gradients"
     for name, a, b in zip(names, given, grads, strict=True):
@@ -192,6 +192,12 @@ def _array_problem(label: str, value, golden) -> str | None:
     if array.shape != golden.shape:
         return f"{label} has shape {array.shape}, the case's is {golden.shape}"
     return None
+
+
+def template(scenario: Scenario) -> Observation:
+    """What :func:`malformed` checks against where no golden runs (metamorphic relations,
+    stored vectors): the scenario's variables' dtypes and shapes, no slots."""
+    return Observation([np.asarray(v) for v in scenario.initial_values], 0)
 
 
 def malformed(observation, golden: Observation, names, where: str) -> str | None:
@@ -415,7 +421,7 @@ def check(
     g_session = golden.open(scenario)
     c_session = candidate.open(mine)
     sessions = [g_session, c_session]
-    change = _scenario_change(mine, scenario)
+    change = scenario_change(mine, scenario)
     if change:
         c_session.close()
         g_session.close()
@@ -454,12 +460,12 @@ def check(
                     session.load(before)
             g_obs = g_session.step(grads, skip_gradients_aggregation=skip)
             given = mine.steps[i - 1] if len(mine.steps) == len(scenario.steps) else None
-            change = _gradient_change(given, grads, names)
+            change = gradient_change(given, grads, names)
             if change:  # written in its scenario since open
                 raise AdapterError(f"adapter {name!r} modified {change} of step {i} of the "
                                    "scenario it was given, before that step")  # fmt: skip
             c_obs = c_session.step(given, skip_gradients_aggregation=skip)
-            change = _gradient_change(given, grads, names)
+            change = gradient_change(given, grads, names)
             if change:
                 raise AdapterError(f"adapter {name!r} modified {change} it was given at step "
                                    f"{i} in place")  # fmt: skip
@@ -494,7 +500,7 @@ def check(
                     found.quantity = f"finalize_variable_values: {found.quantity}"
         # What it kept of its scenario: written later, it could only have fooled itself,
         # but it is the same mistake.
-        change = _scenario_change(mine, scenario)
+        change = scenario_change(mine, scenario)
         if change:
             raise AdapterError(f"adapter {name!r} modified {change} of the scenario it was "
                                "given, during the run")  # fmt: skip

@@ -814,10 +814,18 @@ def _run_steps(adapter, case: VectorCase):
     scenario = case.scenario()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the implementation's business
+        from . import engine
+
+        shapes = engine.template(scenario)
         session = adapter.open(scenario)
         try:
             for step, grads in enumerate(scenario.steps, start=1):
-                found = compare_step(case, step, session.step(grads))
+                obs = session.step(grads)
+                problem = engine.malformed(obs, shapes, scenario.names, f"step {step}")
+                if problem:
+                    raise engine.AdapterError(f"adapter {engine.adapter_name(adapter)!r} "
+                                              f"{problem}")  # fmt: skip
+                found = compare_step(case, step, obs)
                 if found is not None:
                     return found
         finally:

@@ -428,3 +428,60 @@ class OtherProfile(ReferenceAdapter):
     def open(self, scenario):
         other = "keras3" if scenario.profile == "keras2" else "keras2"
         return ReferenceSession(self._package, dataclasses.replace(scenario, profile=other))
+
+
+# -- the runs with no live golden: metamorphic relations and stored vectors ---------------------
+#: Faults these runs can see (they load no state) -> the message they must give.
+UNGUARDED = {
+    "scales-gradients": r"modified the gradient of v0 at step 1 of the scenario it was given "
+                        r"\(step 1\)",
+    "rewrites-a-later-step": r"modified the gradient of v0 at step 3 of the scenario it was "
+                             r"given \(step 1\)",
+    "overwrites-initial-values": r"modified the initial value of v0 of the scenario it was "
+                                 r"given \(open\)",
+    "float64-variables": r"returned an observation that does not fit the case \(step 1\): "
+                         r"variable \w+ has dtype float64, the case is float32",
+    "drops-a-variable": r"returned 1 variable for 2 \(step 1\)",
+    "returns-none": r"returned None instead of an Observation \(step 1\)",
+    "string-iterations": r"returned an observation that does not fit the case \(step 1\): "
+                         r"iterations is a str, not a number",
+}
+GUARDED_ROWS = [r for r in ROWS if r.id in UNGUARDED]
+
+
+@pytest.mark.parametrize("row", GUARDED_ROWS, ids=lambda r: r.id)
+def test_a_metamorphic_relation_sees_a_misbehaving_adapter(row):
+    """A relation compares an adapter with itself: an adapter writing into the scenario
+    the two sides share, or returning observations that do not fit, must be an error."""
+    from optcheck.conformance import engine, metamorphic
+
+    scenario = make_scenario(row.optimizer, row.feature, row.dtype, "keras2")
+    pristine = scenario.to_json()
+    with pytest.raises(engine.AdapterError, match=f"adapter '{row.id}' {UNGUARDED[row.id]}"):
+        metamorphic.run(row.adapter, scenario)
+    assert scenario.to_json() == pristine
+    assert len(metamorphic.run(ReferenceAdapter(), scenario)) == len(scenario.steps)
+
+
+@pytest.fixture(scope="module")
+def adam_vectors(tmp_path_factory):
+    from optcheck.conformance import vectors
+
+    folder = tmp_path_factory.mktemp("vectors")
+    vectors.export(folder, optimizers=["Adam"])
+    entry = next(e for e in vectors.read_index(folder)["cases"] if e["dtype"] == "float32")
+    return folder, entry
+
+
+@pytest.mark.parametrize("row", [r for r in GUARDED_ROWS if "fit" in UNGUARDED[r.id]
+                                 or "returned" in UNGUARDED[r.id]], ids=lambda r: r.id)
+def test_vectors_check_flags_an_observation_that_does_not_fit(row, adam_vectors):
+    """`optcheck vectors check` compares with stored values: a float64 result for a float32
+    case, a missing variable, None, must be errors naming the mistake."""
+    from optcheck.conformance import vectors
+
+    folder, entry = adam_vectors
+    result = vectors.run_case(row.adapter, folder, entry)
+    assert result["status"] == "error", result
+    assert re.search(f"adapter '{row.id}' {UNGUARDED[row.id]}", result["message"]), result
+    assert vectors.run_case(ReferenceAdapter(), folder, entry)["status"] == "pass"
