@@ -191,6 +191,37 @@ def test_workers_die_with_a_parent_killed_outright(run, tmp_path):
     assert _wait(lambda: not _marked(run.marker), 60), "a worker outlived its parent"
 
 
+def test_ctrl_c_on_vectors_check_ends_with_one_line_and_no_process_left(tmp_path):
+    """Any other command than verify stopped by Ctrl-C: exit 3, one line, no traceback,
+    its workers gone (a hung one too)."""
+    if not Path("/proc/self/environ").exists():
+        pytest.skip("finds the command's processes through /proc")
+    marker = uuid.uuid4().hex
+    env = {**os.environ, MARKER: marker,
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "optcheck.cli", "vectors", "check", str(ROOT / "vectors"),
+         "--adapter", f"{HERE}:Hanging", "--optimizer", "Adam", "--profile", "keras2",
+         "--jobs", "1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)  # fmt: skip
+    try:
+        # The command and its worker, which hangs in Adam's first step.
+        assert _wait(lambda: len(_marked(marker)) >= 2, START_S), proc.communicate()
+        time.sleep(2)  # past the worker's start, into the hung case
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=STOP_S)
+        assert proc.returncode == 3, err
+        assert "Traceback" not in err and err.strip().endswith("optcheck vectors: interrupted")
+        assert _wait(lambda: not _marked(marker), 30), "a process of the command is alive"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+        for pid in _marked(marker):
+            os.kill(pid, signal.SIGKILL)
+
+
 # -- the output folder ------------------------------------------------------------------------
 SMALL = ["verify", "--adapter", "numpy", "--optimizer", "SGD", *CASES, "--in-process"]
 

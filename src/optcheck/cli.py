@@ -209,13 +209,19 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
-    if args.command == "adapters":
-        return _adapters_command()
-    if args.command == "baseline":
-        return _baseline_command(args, parser)
-    if args.command in ("report", "vectors"):
-        return args.handler(args, parser)
-    return _verify_command(args, parser)
+    try:
+        if args.command == "adapters":
+            return _adapters_command()
+        if args.command == "baseline":
+            return _baseline_command(args, parser)
+        if args.command in ("report", "vectors"):
+            return args.handler(args, parser)
+        return _verify_command(args, parser)
+    except KeyboardInterrupt:
+        # verify reports its finished cases itself (an Interrupted is handled there); any
+        # other command stopped by Ctrl-C ends with one line, its workers already killed.
+        print(f"optcheck {args.command}: interrupted", file=sys.stderr)
+        return 3
 
 
 def _baseline_command(args, parser) -> int:
