@@ -22,6 +22,7 @@ need it; an adapter never has to raise for it.
 from __future__ import annotations
 
 import abc
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,6 +78,49 @@ class Capabilities:
         if profile not in self.profiles:
             lacks.append(f"profile {profile}")
         return lacks
+
+
+class InvalidCapabilities(ValueError):
+    """``capabilities()`` gave something the suite cannot plan with (the message says
+    what): the adapter's run is an error, never a run of nothing."""
+
+
+def _names(value) -> bool:
+    return (isinstance(value, Collection) and not isinstance(value, str | bytes)
+            and all(isinstance(v, str) for v in value))  # fmt: skip
+
+
+def check_capabilities(caps, optimizers=None) -> Capabilities:
+    """``caps`` when it is a :class:`Capabilities` that names only known optimizers
+    (``optimizers``, default: the golden's), :data:`FEATURES`, :data:`DTYPES` and
+    :data:`PROFILES`; otherwise :class:`InvalidCapabilities` naming every problem. A
+    misspelt name would otherwise only make its cases ``unsupported`` without a word."""
+    if not isinstance(caps, Capabilities):
+        got = "None" if caps is None else f"a {type(caps).__name__}"
+        raise InvalidCapabilities(f"capabilities() returned {got}, not an "
+                                  "optcheck.adapters.base.Capabilities")  # fmt: skip
+    if optimizers is None:
+        from optcheck.reference.optimizers import MODULES as optimizers
+    problems = []
+    for name, known in (("optimizers", tuple(optimizers)), ("features", FEATURES),
+                        ("dtypes", DTYPES), ("profiles", PROFILES)):  # fmt: skip
+        value = getattr(caps, name)
+        if not _names(value):  # a bare string would be searched as a substring
+            problems.append(f"`{name}` must be a set of names, got {value!r}"[:300])
+            continue
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            problems.append(f"names unknown {name}: {', '.join(map(repr, unknown))} "
+                            f"(known: {', '.join(known)})")  # fmt: skip
+    if not isinstance(caps.notes, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in caps.notes.items()):
+        problems.append(f"`notes` must map names to strings, got {caps.notes!r}"[:300])
+    for name in ("slots", "load"):
+        if not isinstance(getattr(caps, name), bool):
+            problems.append(f"`{name}` must be True or False, got {getattr(caps, name)!r}")
+    if problems:
+        raise InvalidCapabilities("capabilities() " + "; ".join(problems))
+    return caps
 
 
 @dataclass

@@ -16,14 +16,22 @@ A baseline is a TOML file per adapter::
 ``optcheck verify --baseline FILE`` (repeatable, one file per adapter) then exits 0
 when every deviation (and error) is matched by an entry, 1 when any is not (a *new*
 one), and warns about *stale* entries: entries whose pattern selected cases in this
-run that all conform, so the entry no longer describes anything.
+run that all conform, so the entry no longer describes anything. An entry whose cases
+still fail, but otherwise than it says (it accepts ``deviation`` and the case is now an
+``error``, or the diagnosis names another variant), accepts nothing: those cases are
+new, and the entry is reported as *mismatched*, with what the case does now.
 
-A malformed file is a :class:`BaselineError` naming the file, the entry and the field.
+A malformed file is a :class:`BaselineError` naming the file, the entry and the field;
+so is a ``variant`` that can match no variant the diagnosis names
+(:data:`optcheck.conformance.diagnosis.VARIANTS`, their pairs and triples, or
+``unexplained``): a misspelt one would never accept anything.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
+import itertools
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +73,51 @@ class Entry:
         parts += [f"{k}={getattr(self, k)!r}" for k in ("profile", "variant")
                   if getattr(self, k) is not None]  # fmt: skip
         return ", ".join(parts)
+
+    def mismatch(self, case: dict, profile: str) -> str | None:
+        """Why this entry, which selects the failing ``case``, does not accept it (None
+        when it accepts it, does not select it, or the case does not fail)."""
+        if (case["status"] not in STATUSES or not self.selects(case, profile)
+                or self.accepts(case, profile)):  # fmt: skip
+            return None
+        if case["status"] != self.status:
+            return (f"entry {self.describe()} accepts {self.status} but the case is now "
+                    f"{case['status']}: {case['id']}: {_what(case)}")  # fmt: skip
+        named = (case.get("diagnosis") or {}).get("variant") or "unexplained"
+        return (f"entry {self.describe()} accepts variant {self.variant!r} but the case is "
+                f"now diagnosed {named!r}: {case['id']}")  # fmt: skip
+
+
+def _what(case: dict) -> str:
+    """One line on what a failing case does now."""
+    if case["status"] == "error":
+        lines = (case.get("message") or "").splitlines()
+        return lines[0][:300] if lines else "?"
+    diagnosis = case.get("diagnosis") or {}
+    return diagnosis.get("verdict") or "a deviation"
+
+
+@functools.cache
+def variant_names() -> tuple[str, ...]:
+    """Every variant name a diagnosis can give: the catalogue's, their pairs and triples
+    (in catalogue order, as :func:`~optcheck.conformance.diagnosis.diagnose` names them)
+    and ``unexplained``."""
+    from .diagnosis import VARIANTS
+
+    singles = [v.name for v in VARIANTS]
+    names = ["unexplained", *singles]
+    for size in (2, 3):
+        names += [" + ".join(c) for c in itertools.combinations(singles, size)]
+    return tuple(names)
+
+
+def _check_variant(pattern: str, where: str) -> None:
+    if any(fnmatch.fnmatchcase(name, pattern) for name in variant_names()):
+        return
+    singles = [n for n in variant_names() if " + " not in n and n != "unexplained"]
+    raise BaselineError(f"{where}: `variant` {pattern!r} matches no known variant; known: "
+                        f"{', '.join(singles)}; pairs and triples of them in this order "
+                        "('a + b'); unexplained (an fnmatch pattern)")  # fmt: skip
 
 
 @dataclass
@@ -115,6 +168,13 @@ def load(path) -> Baseline:
         if item.get("profile") not in (None, "keras2", "keras3"):
             raise BaselineError(f"{where}: `profile` must be keras2 or keras3, got "
                                 f"{item['profile']!r}")  # fmt: skip
+        if "variant" in item:
+            # An error has no diagnosis (it counts as "unexplained"): any other variant
+            # would make the entry accept nothing.
+            if status == "error" and not fnmatch.fnmatchcase("unexplained", item["variant"]):
+                raise BaselineError(f"{where}: `variant` {item['variant']!r} can never match "
+                                    "an error (errors have no diagnosis): leave it out")
+            _check_variant(item["variant"], where)
         entries.append(Entry(case=item["case"], reason=item["reason"].strip(),
                              profile=item.get("profile"), variant=item.get("variant"),
                              status=status, link=item.get("link", "")))  # fmt: skip
@@ -124,19 +184,23 @@ def load(path) -> Baseline:
 def apply(report: dict, baselines: list[Baseline]) -> dict:
     """Mark each failing case of ``report`` accepted (``case["baseline"]``) or new, and
     return the gate's outcome: ``{"new": [...], "accepted": [...], "stale": [...],
-    "unused": [...], "unknown_adapters": [...]}`` (case ids prefixed by adapter; stale
-    and unused as "file: entry")."""
+    "mismatched": [...], "unused": [...], "unknown_adapters": [...], "why": {...},
+    "statuses": {...}}`` (case ids prefixed by adapter; stale, mismatched and unused as
+    "file: entry"; ``why``: new case -> the entry that selects it and what differs;
+    ``statuses``: new case -> its status)."""
     profile = report["profile"]
     by_adapter: dict[str, list[tuple[Baseline, Entry]]] = {}
     for b in baselines:
         by_adapter.setdefault(b.adapter, []).extend((b, e) for e in b.entries)
-    outcome = {"new": [], "accepted": [], "stale": [], "unused": [], "unknown_adapters": []}
+    outcome = {"new": [], "accepted": [], "stale": [], "mismatched": [], "unused": [],
+               "unknown_adapters": [], "why": {}, "statuses": {}}  # fmt: skip
     ran = {a["name"] for a in report["adapters"]}
     outcome["unknown_adapters"] = sorted({b.adapter for b in baselines} - ran)
     for a in report["adapters"]:
         entries = by_adapter.get(a["name"], [])
         selected = {id(e): 0 for _, e in entries}
         used = {id(e): 0 for _, e in entries}
+        mismatched: dict[int, str] = {}  # entry -> what its first failing case does now
         for case in a["cases"]:
             for _, e in entries:
                 if e.selects(case, profile) and case["status"] != "unsupported":
@@ -147,6 +211,12 @@ def apply(report: dict, baselines: list[Baseline]) -> dict:
             label = f"{a['name']}: {case['id']}"
             if match is None:
                 outcome["new"].append(label)
+                outcome["statuses"][label] = case["status"]
+                for b, e in entries:
+                    text = e.mismatch(case, profile)
+                    if text is not None:
+                        mismatched.setdefault(id(e), text)
+                        outcome["why"].setdefault(label, f"{b.path}: {text}")
                 continue
             used[id(match)] += 1
             case["baseline"] = {"reason": match.reason, "link": match.link,
@@ -154,6 +224,9 @@ def apply(report: dict, baselines: list[Baseline]) -> dict:
             outcome["accepted"].append(label)
         for b, e in entries:
             if used[id(e)]:
+                continue
+            if id(e) in mismatched:  # its cases fail otherwise than it says: not stale
+                outcome["mismatched"].append(f"{b.path}: {mismatched[id(e)]}")
                 continue
             where = f"{b.path}: {e.describe()}"
             (outcome["stale"] if selected[id(e)] else outcome["unused"]).append(where)

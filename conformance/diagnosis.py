@@ -6,8 +6,12 @@ the semantics notes §4: ε placement, AMSGrad's maximum, EMA initialisation, th
 momentum schedule, schedule timing, clipping scope and order, weight-decay coupling,
 defaults, …), with the same engine and tolerance policy as the case itself. A variant
 under which the implementation conforms on every step *explains* the deviation:
-"matches variant X". If no single variant does, pairs and then triples of the
-applicable ones are tried (when few apply); if none does, it is "unexplained".
+"matches variant X"; it must reproduce every quantity of the implementation that the
+case itself compared (its variables, iterations, learning rate and every slot the
+case's golden also exposes): a variant whose golden lacks one of them (keras3 keeps
+no SGD momentum slot without momentum) does not explain a deviation in it. If no single
+variant does, pairs and then triples of the applicable ones are tried (when few apply);
+if none does, it is "unexplained".
 
 A variant is data (:class:`Variant`): the :class:`~optcheck.reference.profiles.Profile`
 fields it changes (``reference/profiles.py`` documents each), or a change of the
@@ -401,13 +405,18 @@ def diagnose(scenario, candidate, policy, variants=None, budget: float = BUDGET)
         if len(specific) <= limit:
             candidates += [Combined(c) for c in itertools.combinations(specific, size)]
     tried, stopped, errors = [], False, {}
+    # What the case's own golden exposes, step by step: a variant must reproduce it all.
+    try:
+        require = engine.exposed_by_golden(scenario) if candidates else None
+    except Exception:  # the golden rejects the scenario: so will every variant's check
+        require = None
     for variant in candidates:
         if time.perf_counter() - started > budget:
             stopped = True
             break
         tried.append(variant.name)
         try:
-            found = engine.check(scenario, candidate, policy, variant=variant)
+            found = engine.check(scenario, candidate, policy, variant=variant, require=require)
         except Exception as exc:  # e.g. the variant's golden rejects the config
             errors[variant.name] = f"{type(exc).__name__}: {exc}"[:200]
             continue

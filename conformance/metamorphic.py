@@ -86,6 +86,7 @@ The properties (``PROPERTIES``):
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -96,6 +97,7 @@ from optcheck.adapters.base import Adapter, Observation
 from optcheck.reference import dtypes, elementary
 from optcheck.reference.sparse import IndexedSlices, PerReplica, to_dense
 
+from . import engine
 from . import tolerance as tol
 from .engine import Divergence
 from .features import scenario_needs
@@ -130,17 +132,38 @@ def _copy(obs: Observation) -> Observation:
 
 def run(adapter: Adapter, scenario: Scenario) -> list[Observation]:
     """The observations of ``scenario`` through ``adapter``: one per step, then one
-    after ``finalize`` when the scenario finalizes (round trips where it says)."""
-    session = adapter.open(scenario)
+    after ``finalize`` when the scenario finalizes (round trips where it says).
+
+    As in :func:`engine.check`, the adapter gets its own copy of the scenario (the two
+    sides of a relation share arrays), and a change to it or an observation that does
+    not fit the case raises :class:`engine.AdapterError`."""
+    name, names, shapes = engine.adapter_name(adapter), scenario.names, engine.template(scenario)
+    mine = copy.deepcopy(scenario)
+
+    def unchanged(where):
+        change = engine.scenario_change(mine, scenario)
+        if change:
+            raise engine.AdapterError(f"adapter {name!r} modified {change} of the scenario "
+                                      f"it was given ({where})")  # fmt: skip
+
+    def guard(obs, where):
+        problem = engine.malformed(obs, shapes, names, where)
+        if problem:
+            raise engine.AdapterError(f"adapter {name!r} {problem}")
+        unchanged(where)
+        return _copy(obs)
+
+    session = adapter.open(mine)
     try:
+        unchanged("open")
         out = []
-        for i, grads in enumerate(scenario.steps, start=1):
-            obs = session.step(list(grads), scenario.skip_gradients_aggregation)
-            out.append(_copy(obs))
+        for i, grads in enumerate(mine.steps, start=1):
+            out.append(guard(session.step(list(grads), scenario.skip_gradients_aggregation),
+                             f"step {i}"))  # fmt: skip
             if scenario.round_trip_at == i:
                 session.round_trip()
         if scenario.finalize:
-            out.append(_copy(session.finalize()))
+            out.append(guard(session.finalize(), "finalize_variable_values"))
         return out
     finally:
         session.close()

@@ -26,6 +26,10 @@
                               }]}],
      # with --baseline: "baseline": {files, new, accepted, stale, unused,
      #                               unknown_adapters} (conformance/baseline.py)
+     # a run stopped by SIGINT or SIGTERM (exit status 3): "incomplete": {"signal",
+     #   "cases_done", "cases_planned" (of the adapters planned before the signal),
+     #   "adapters_not_run"}; the adapter it stopped in has "incomplete": {"cases_done",
+     #   "cases_planned"} and only its finished cases
     }
 
 Non-finite floats are written as the strings "nan", "inf", "-inf" (strict JSON).
@@ -204,13 +208,22 @@ def diagnosis_text(case: dict) -> str:
     return " · ".join(parts) or "—"
 
 
+def incomplete_text(incomplete: dict) -> str:
+    """One line for the ``incomplete`` marker of an interrupted run."""
+    text = (f"Incomplete: the run was interrupted by {incomplete.get('signal')} after "
+            f"{incomplete.get('cases_done')} of {incomplete.get('cases_planned')} planned cases")
+    if incomplete.get("adapters_not_run"):
+        text += f"; not run: {', '.join(map(str, incomplete['adapters_not_run']))}"
+    return text + "."
+
+
 def case_outcome(case: dict) -> str:
     if case["status"] == "deviation":
         return divergence_text(case["first_divergence"])
     if case["status"] == "error":
-        return case.get("message", "")
+        return case.get("message") or ""
     if case["status"] == "unsupported":
-        return case.get("reason", "")
+        return case.get("reason") or ""
     return ""
 
 
@@ -227,6 +240,8 @@ def to_markdown(report: dict) -> str:
         f"**{s['pass']} of {s['cases']} cases conform**; {s['deviation']} deviation(s), "
         f"{s['error']} error(s), {s['unsupported']} unsupported.",
         "",
+        *([f"**{incomplete_text(report['incomplete'])}**", ""] if report.get("incomplete")
+          else []),
         "| adapter | version | cases | pass | deviation | error | unsupported | seconds |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -238,6 +253,9 @@ def to_markdown(report: dict) -> str:
     for a in report["adapters"]:
         t = a["summary"]
         lines += ["", f"## {a['name']} — {t['pass']}/{t['cases']} cases conform", ""]
+        if a.get("incomplete"):
+            lines += [f"Interrupted: {a['incomplete']['cases_done']} of "
+                      f"{a['incomplete']['cases_planned']} cases finished.", ""]
         if not a["available"]:
             lines += [f"Not available here: {a['reason']}", ""]
         bad = [c for c in a["cases"] if c["status"] in ("deviation", "error")]
@@ -269,7 +287,8 @@ def to_markdown(report: dict) -> str:
                     lines += ["<details><summary>repro script</summary>", "", "```python",
                               c["repro"].rstrip(), "```", "", "</details>", ""]  # fmt: skip
         elif t["cases"]:
-            lines += ["Every supported case conforms.", ""]
+            lines += [f"Every {'finished' if a.get('incomplete') else 'supported'} case "
+                      "conforms.", ""]
         unsupported: dict[str, int] = {}
         for c in a["cases"]:
             if c["status"] == "unsupported":
@@ -314,6 +333,10 @@ def to_junit(report: dict) -> str:
                            ("level", report["level"]), ("mode", report["mode"]),
                            ("seed", report["seed"]), ("target", a["target"])):  # fmt: skip
             ET.SubElement(props, "property", {"name": key, "value": _xml(value)})
+        if report.get("incomplete"):
+            ET.SubElement(props, "property", {"name": "incomplete",
+                                              "value": _xml(incomplete_text(
+                                                  report["incomplete"]))})  # fmt: skip
         for c in a["cases"]:
             case = ET.SubElement(suite, "testcase", {
                 "classname": _xml(f"optcheck.{a['name']}.{c['optimizer']}"),

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 from optcheck.adapters import registry
-from optcheck.adapters.base import FEATURES
+from optcheck.adapters.base import FEATURES, Capabilities, InvalidCapabilities, check_capabilities
 
 from . import engine, goldens, settings
 from .scenario import Scenario
@@ -212,14 +212,17 @@ def _all_optimizers() -> list[str]:
 def plan(ctx: Context) -> Plan:
     """Load the adapter and list its cases, marking what it cannot run.
 
-    Raises what loading the adapter raises (the caller reports it).
+    Raises what loading the adapter raises, and :class:`InvalidCapabilities` for
+    capabilities it cannot plan with (the caller reports either as the adapter's error).
     """
     name, target = registry.resolve(ctx.adapter)
     adapter = registry.load_adapter(ctx.adapter)
     available, reason = adapter.availability()
     version = adapter.version() if available else ""
     cases = all_cases(ctx, name)
-    caps = adapter.capabilities() if available else None
+    caps = _capabilities(adapter) if available else None
+    # An empty field leaves every case unsupported: say so where the reason is read.
+    empty = [f for f in ("optimizers", "dtypes", "profiles") if caps and not getattr(caps, f)]
     for case in cases:
         if caps is None:
             case.unsupported = f"adapter unavailable: {reason}"
@@ -227,8 +230,18 @@ def plan(ctx: Context) -> Plan:
         missing = caps.missing(case.optimizer, case.needs, case.dtype, case.profile)
         if missing:
             notes = [caps.notes[m] for m in (case.optimizer, *case.needs) if m in caps.notes]
+            notes += [f"capabilities() declares no {', no '.join(empty)}"] if empty else []
             case.unsupported = "; ".join(["lacks " + ", ".join(missing), *notes])
     return Plan(name, target, version, bool(available), reason or "", cases)
+
+
+def _capabilities(adapter) -> Capabilities:
+    """The adapter's capabilities, checked (:func:`check_capabilities`)."""
+    try:
+        caps = adapter.capabilities()
+    except Exception as exc:
+        raise InvalidCapabilities(f"capabilities() raised {type(exc).__name__}: {exc}") from exc
+    return check_capabilities(caps)
 
 
 # -- running ---------------------------------------------------------------------------
@@ -584,9 +597,21 @@ def session_runner(adapter) -> goldens.Runner:
 
     def runner(spec, initial_values, steps, profile, options):
         scenario = golden_scenario(spec, initial_values, steps, profile, options)
+        # What an observation must fit (engine.malformed): the variables' dtype and shapes.
+        dtype = scenario.initial_values[0].dtype if scenario.initial_values else None
+        shape = engine.Observation([np.empty(np.shape(v), dtype) for v in scenario.initial_values],
+                                   0)  # fmt: skip
         session = adapter.open(scenario)
         try:
-            return [list(session.step(step).variables) for step in scenario.steps]
+            rows = []
+            for k, step in enumerate(scenario.steps, start=1):
+                observation = session.step(step)
+                problem = engine.malformed(observation, shape, scenario.names, f"step {k}")
+                if problem:
+                    raise engine.AdapterError(f"adapter {engine.adapter_name(adapter)!r} "
+                                              f"{problem}")  # fmt: skip
+                rows.append(list(observation.variables))
+            return rows
         finally:
             session.close()
 

@@ -10,4 +10,4 @@ from optcheck.conformance.plugin import run
 
 def test_conformance(optcheck_case, request):
     __tracebackhide__ = True
-    run(optcheck_case, request.config)
+    run(optcheck_case, request.config, request.node.user_properties)

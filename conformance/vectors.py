@@ -36,6 +36,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -813,10 +814,18 @@ def _run_steps(adapter, case: VectorCase):
     scenario = case.scenario()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the implementation's business
+        from . import engine
+
+        shapes = engine.template(scenario)
         session = adapter.open(scenario)
         try:
             for step, grads in enumerate(scenario.steps, start=1):
-                found = compare_step(case, step, session.step(grads))
+                obs = session.step(grads)
+                problem = engine.malformed(obs, shapes, scenario.names, f"step {step}")
+                if problem:
+                    raise engine.AdapterError(f"adapter {engine.adapter_name(adapter)!r} "
+                                              f"{problem}")  # fmt: skip
+                found = compare_step(case, step, obs)
                 if found is not None:
                     return found
         finally:
@@ -999,6 +1008,8 @@ def failed(report: dict) -> bool:
 def configure_parser(parser) -> None:
     """Add ``export`` and ``check`` to the ``optcheck vectors`` sub-parser; each sets
     ``handler(args, parser) -> exit status``."""
+    from optcheck.cli import COUNT, SECONDS  # the numeric options' one validator
+
     sub = parser.add_subparsers(dest="vectors_command", required=True, metavar="{export,check}")
     e = sub.add_parser(
         "export", help="write golden test vectors (JSON + NPZ, checksummed) to a folder",
@@ -1020,7 +1031,8 @@ def configure_parser(parser) -> None:
         "check", help="check an adapter against a vectors folder",
         description="Verify the checksums of a vectors folder, then step the adapter through "
         "each case and compare with the stored values and tolerances. Exit 0: every "
-        "supported case passes; 1: a deviation or error; 2: usage, checksum or format error.",
+        "supported case passes; 1: a deviation or error; 2: usage, checksum or format error; "
+        "4: no case passed (the adapter is unavailable or supports none).",
     )  # fmt: skip
     c.add_argument("folder", type=Path, metavar="DIR", help="a vectors folder (e.g. vectors/)")
     c.add_argument("--adapter", required=True, metavar="NAME|module:attr",
@@ -1034,14 +1046,15 @@ def configure_parser(parser) -> None:
                    "float64)")  # fmt: skip
     c.add_argument("--feature", action="extend", nargs="+", dest="features",
                    metavar="PATTERN", help="only cases whose feature matches (fnmatch)")
-    c.add_argument("--jobs", type=int, default=None, metavar="N",
+    c.add_argument("--jobs", type=COUNT, default=None, metavar="N",
                    help="worker processes (default: number of CPUs)")
-    c.add_argument("--timeout", type=float, default=120.0, metavar="S",
+    c.add_argument("--timeout", type=SECONDS, default=120.0, metavar="S",
                    help="seconds per case before its worker is killed (default: 120)")
     c.add_argument("--in-process", action="store_true",
                    help="run the adapter in this process: no timeout or crash isolation")
     c.add_argument("--out", type=Path, default=None, metavar="FILE",
-                   help="write the results as JSON (schema optcheck.vectors-check/1)")
+                   help="write the results as JSON (schema optcheck.vectors-check/1); a "
+                   f"folder: to {CHECK_FILE} in it")  # fmt: skip
     c.set_defaults(handler=_check_command, subparser=c)
 
 
@@ -1049,6 +1062,42 @@ def _usage(args, message: str) -> int:
     args.subparser.print_usage(sys.stderr)
     print(f"optcheck vectors {args.vectors_command}: error: {message}", file=sys.stderr)
     return 2
+
+
+#: The file ``vectors check --out DIR`` writes in an existing folder DIR.
+CHECK_FILE = "vectors-check.json"
+
+
+def _check_out(path: Path) -> Path:
+    """The file ``--out`` names (``path/vectors-check.json`` for a folder), checked to be
+    writable before any case runs; raises VectorsError naming the problem."""
+    path = path / CHECK_FILE if path.is_dir() else path
+    if path.parent.exists() and not path.parent.is_dir():
+        raise VectorsError(f"cannot write --out {path}: {path.parent} is a file, not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=".optcheck-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise VectorsError(f"cannot write --out {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def _write_check(report: dict, path: Path) -> str:
+    """Write the results to ``path``; should that fail, to a temporary file. The line
+    saying where they are."""
+    from .report import write_atomic
+
+    text = json.dumps(report, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    try:
+        write_atomic(path, text)
+        return f"results in {path}"
+    except OSError as exc:
+        fd, spare = tempfile.mkstemp(prefix="optcheck-vectors-check-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        return f"cannot write {path} ({exc.strerror or exc}); results in {spare} instead"
 
 
 def _optimizers(args):
@@ -1099,6 +1148,7 @@ def _check_command(args, parser) -> int:
     if args.timeout <= 0:
         return _usage(args, "--timeout must be positive")
     try:
+        out = None if args.out is None else _check_out(args.out)
         report = check(args.adapter, args.folder, optimizers=_optimizers(args),
                        profiles=args.profiles, dtypes_=args.dtypes, features=args.features,
                        isolate=not args.in_process, jobs=args.jobs,
@@ -1116,11 +1166,18 @@ def _check_command(args, parser) -> int:
     if report["reason"] and not report["available"]:
         line += f" - not available: {report['reason']}"
     print(line)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1, sort_keys=True, allow_nan=False) + "\n",
-                            encoding="utf-8")  # fmt: skip
-    return 1 if failed(report) else 0
+    if out is not None:
+        print(_write_check(report, out))
+    if failed(report):
+        return 1
+    if not any(c["status"] == "pass" for c in report["cases"]):  # never pass on nothing
+        from .verify import no_case_reason
+
+        print(f"optcheck: adapter {report['adapter']!r} checked no case: "
+              f"{no_case_reason(report['available'], report['reason'], report['cases'])}",
+              file=sys.stderr)  # fmt: skip
+        return 4
+    return 0
 
 
 # =====================================================================================

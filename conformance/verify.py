@@ -6,6 +6,13 @@ and write ``conformance.json``, ``conformance.md`` and ``junit.xml``
 appended to ``results.jsonl`` in the output folder as soon as it is known, so a run
 killed half-way keeps what it found.
 
+Before anything runs, the output folder is checked (:func:`prepare_out`: a usage
+error, :class:`OutputError`, when it cannot hold the reports) and the previous run's
+reports are removed, so that no report ever sits beside another run's results. SIGINT
+or SIGTERM stops the run: the workers are killed, the report of the finished cases is
+written with ``"incomplete"`` set, and :class:`~optcheck.conformance.worker.Interrupted`
+is raised (``optcheck verify`` exits 3).
+
 By default adapters run in worker processes (:mod:`optcheck.conformance.worker`):
 a per-case timeout, and a crashing interpreter loses only its current case.
 ``isolate=False`` runs everything in this process (faster to start, no protection).
@@ -16,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -53,6 +61,41 @@ def _failed_plan(ctx: Context, message: str, tb: str) -> tuple[Plan, list[dict]]
     return plan, [suite.error_result(case, ctx, f"cannot load adapter: {message}", tb)]
 
 
+class OutputError(ValueError):
+    """``--out`` cannot hold the reports (a file, not writable, a report name taken by a
+    folder); raised before any case runs, or, should writing fail after the run, with
+    the path where the report was saved instead."""
+
+
+#: The files a run writes into its output folder; a run removes the previous run's
+#: before it starts, so that no report ever describes another run than results.jsonl.
+OUTPUTS = ("conformance.json", "conformance.md", "junit.xml", "results.jsonl")
+
+
+def prepare_out(out_dir: Path) -> Path:
+    """Create ``out_dir`` if need be, check that the reports can be written there, and
+    remove the previous run's reports; raises :class:`OutputError` naming the problem."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"--out {out_dir} is a file, not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".optcheck-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write to --out {out_dir}: {exc.strerror or exc}") from None
+    for name in OUTPUTS:
+        path = out_dir / name
+        if path.is_dir() and not path.is_symlink():
+            raise OutputError(f"cannot write {path}: it is a folder")
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot replace {path}: {exc.strerror or exc}") from None
+    return out_dir
+
+
 def verify(
     ctx: Context,
     adapters: list[str],
@@ -65,32 +108,85 @@ def verify(
 ) -> dict:
     """Run ``ctx`` (its ``adapter`` replaced by each of ``adapters``); the report.
 
-    The report is written to ``out_dir`` before it is returned.
+    The report is written to ``out_dir`` before it is returned. Raises
+    :class:`OutputError` before running anything when ``out_dir`` cannot hold the
+    reports. On SIGINT or SIGTERM the workers are killed, the report of the cases that
+    finished is written with ``"incomplete"`` set, and
+    :class:`~optcheck.conformance.worker.Interrupted` is raised, its ``report`` attached.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from .worker import SignalGuard
+
+    out_dir = prepare_out(out_dir)
     jobs = jobs or ((os.cpu_count() or 1) if isolate else 1)
     timeout = timeout or settings.LEVELS[ctx.level].timeout
     started = time.perf_counter()
-    entries = []
-    with open(out_dir / "results.jsonl", "w", encoding="utf-8") as log:
+    with SignalGuard() as guard, open(out_dir / "results.jsonl", "w", encoding="utf-8") as log:
+        entries, planned, stopped = _run_adapters(ctx, adapters, log, guard, isolate, jobs,
+                                                  timeout, progress)  # fmt: skip
+        report = rep.build(ctx=ctx, adapters=entries, seconds=time.perf_counter() - started,
+                           version=_version())  # fmt: skip
+        if stopped is not None:
+            report["incomplete"] = {"signal": stopped.signal,
+                                    "cases_done": report["summary"]["cases"],
+                                    "cases_planned": planned,
+                                    "adapters_not_run": adapters[len(entries):]}  # fmt: skip
+        _write(report, out_dir)
+    if stopped is not None:
+        stopped.report = report
+        raise stopped
+    return report
+
+
+def _run_adapters(ctx, adapters, log, guard, isolate, jobs, timeout, progress):
+    """``(entries, planned, stopped)``: the report entry of each adapter that ran (the
+    interrupted one with the cases it finished), the number of cases of the adapters
+    planned, and the :class:`~optcheck.conformance.worker.Interrupted` that stopped the
+    run (None: every case ran)."""
+    from .worker import Interrupted, critical
+
+    entries: list[dict] = []
+    planned = 0
+    plan, results, t0 = None, {}, time.perf_counter()
+    try:
         for adapter in adapters:
+            with critical():  # `plan` is None exactly when every entry is in `entries`
+                plan, results, t0 = None, {}, time.perf_counter()
             actx = replace(ctx, adapter=adapter)
-            t0 = time.perf_counter()
             try:
                 plan = _plan(actx, isolate)
-                results = _run(plan, actx, log, isolate, jobs, timeout, progress)
+                planned += len(plan.cases)
+                cases = _run(plan, actx, log, isolate, jobs, timeout, progress, results)
             except Exception as exc:  # loading failed: one error for the adapter
                 remote = getattr(exc, "remote_traceback", "")
                 message = str(exc) if remote else f"{type(exc).__name__}: {exc}"
-                plan, results = _failed_plan(actx, message,
-                                             remote or traceback.format_exc())  # fmt: skip
-                _log(log, results[0])
-            entries.append(rep.adapter_entry(plan, results, time.perf_counter() - t0))
-    report = rep.build(ctx=ctx, adapters=entries, seconds=time.perf_counter() - started,
-                       version=_version())  # fmt: skip
-    rep.write_all(report, out_dir)
-    return report
+                plan, cases = _failed_plan(actx, message,
+                                           remote or traceback.format_exc())  # fmt: skip
+                planned += 1
+                _log(log, cases[0])
+            with critical():
+                entries.append(rep.adapter_entry(plan, cases, time.perf_counter() - t0))
+                plan = None
+        guard.settle()  # every case ran: a later signal does not cut the report
+    except Interrupted as stopped:
+        if plan is not None:  # the adapter that was running: the cases it finished
+            done = [results[c.id] for c in plan.cases if c.id in results]
+            entry = rep.adapter_entry(plan, done, time.perf_counter() - t0)
+            entry["incomplete"] = {"cases_done": len(done), "cases_planned": len(plan.cases)}
+            entries.append(entry)
+        return entries, planned, stopped
+    return entries, planned, None
+
+
+def _write(report: dict, out_dir: Path) -> None:
+    """Write the reports; should that fail (the folder removed or full during the run),
+    write them to a new temporary folder and raise :class:`OutputError` naming it."""
+    try:
+        rep.write_all(report, out_dir)
+    except OSError as exc:
+        spare = Path(tempfile.mkdtemp(prefix="optcheck-report-"))
+        rep.write_all(report, spare)
+        raise OutputError(f"cannot write the report to {out_dir} ({exc.strerror or exc}); "
+                          f"it was written to {spare}/ instead") from None
 
 
 def _log(log, result: dict) -> None:
@@ -98,16 +194,20 @@ def _log(log, result: dict) -> None:
     log.flush()
 
 
-def _run(plan: Plan, ctx: Context, log, isolate, jobs, timeout, progress) -> list[dict]:
-    """Results of every case of ``plan``, in the plan's order."""
-    results: dict[str, dict] = {}
+def _run(plan: Plan, ctx: Context, log, isolate, jobs, timeout, progress,
+         results: dict[str, dict]) -> list[dict]:  # fmt: skip
+    """Results of every case of ``plan``, in the plan's order; ``results`` (by id) holds
+    those that finished, should the run be interrupted."""
+    from .worker import critical
+
     counts = dict.fromkeys(suite.STATUSES, 0)
     total = len(plan.cases)
 
     def record(result: dict) -> None:
-        results[result["id"]] = result
+        with critical():  # results.jsonl and the report hold the same cases
+            results[result["id"]] = result
+            _log(log, result)
         counts[result["status"]] = counts.get(result["status"], 0) + 1
-        _log(log, result)
         if progress:
             progress(plan.name, len(results), total, counts)
 
@@ -146,3 +246,58 @@ class TerminalProgress:
         if done == total:
             self.stream.write("\n")
         self.stream.flush()
+
+
+# -- the end of a run: did it check anything? (optcheck verify's exit status 4) --------------
+#: Statuses of a case that reached a verdict: the comparison ran to its end.
+CHECKED = ("pass", "deviation")
+
+
+def no_case_reason(available: bool, reason: str, cases: list[dict]) -> str:
+    """Why an adapter brought none of ``cases`` (result dicts: ``status`` and ``reason``
+    or ``message``) to a verdict, in a few words."""
+    from collections import Counter
+
+    errors = [c for c in cases if c.get("status") == "error"]
+    if errors and errors[0].get("feature") == "load":
+        return errors[0].get("message") or "cannot load adapter"
+    if not available:
+        return f"not available: {reason or 'no reason given'}"
+    if not cases:
+        return "the selection leaves it no case"
+    unsupported = Counter(c.get("reason") or "no reason given" for c in cases
+                          if c.get("status") == "unsupported")  # fmt: skip
+    parts = []
+    if unsupported:
+        common = "; ".join(f"{why} ({n})" if len(unsupported) > 1 else why
+                           for why, n in unsupported.most_common(2))  # fmt: skip
+        more = f"; {len(unsupported) - 2} more reasons" if len(unsupported) > 2 else ""
+        every = "every case" if len(cases) == 1 else f"all {len(cases)} cases"
+        parts.append((every if not errors else f"{sum(unsupported.values())} cases")
+                     + f" unsupported: {common}{more}")  # fmt: skip
+    if errors:
+        first = (errors[0].get("message") or "").splitlines()
+        parts.append(f"{len(errors)} error(s), first {errors[0].get('id', '?')}: "
+                     f"{first[0] if first else '?'}")  # fmt: skip
+    return "; ".join(parts) or "no case reached pass or deviation"
+
+
+def unchecked_adapters(report: dict, required=()) -> dict[str, str]:
+    """The adapters that make a run one that checked nothing: name -> why.
+
+    An adapter *checked* a case when one reached a verdict (:data:`CHECKED`); an
+    unsupported case, an error and an unavailable adapter check nothing. Listed: every
+    adapter of ``required`` (those named by ``--adapter`` or a baseline) that checked no
+    case, or is not in the report; and, when no adapter of the run checked any case,
+    every adapter of the run (the main job may list unavailable adapters, but not
+    pass on none)."""
+    by_name = {a["name"]: a for a in report["adapters"]}
+    why = {name: no_case_reason(a["available"], a["reason"], a["cases"])
+           for name, a in by_name.items()
+           if not any(c["status"] in CHECKED for c in a["cases"])}  # fmt: skip
+    if why and len(why) == len(by_name):
+        return why
+    found = {n: why[n] for n in required if n in why}
+    found.update({n: f"this run did not verify it (add --adapter {n})" for n in required
+                  if n not in by_name})  # fmt: skip
+    return found

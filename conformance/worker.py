@@ -17,12 +17,22 @@ at stderr, so whatever an adapter prints cannot corrupt it.
   and the case is an ``error`` "timeout after Ns";
 * crash isolation: a worker that dies (segfault, ``os._exit``, out of memory) loses
   only the case it was running, reported as ``error`` with its exit status and the
-  tail of its stderr; the next case gets a fresh worker.
+  tail of its stderr; the next case gets a fresh worker;
+* no orphans: when the pool stops on an exception (an :class:`Interrupted` run), every
+  worker's process group is killed with SIGKILL (a hung worker, or one ignoring
+  SIGTERM, included); and a worker dies with its parent even when the parent is killed
+  outright (:func:`die_with_parent`: ``PR_SET_PDEATHSIG`` on Linux, and a thread that
+  watches the parent's pid everywhere).
+
+:class:`SignalGuard` turns the first SIGINT or SIGTERM into :class:`Interrupted` in the
+main thread; :func:`critical` defers it past sections it must not cut (starting a
+worker, recording a result).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import queue
@@ -81,6 +91,50 @@ def plan_from_dict(data: dict) -> Plan:
                 data["reason"], [Case.from_dict(c) for c in data["cases"]])  # fmt: skip
 
 
+def die_with_parent(parent: int) -> None:
+    """End this process when ``parent`` dies, even by SIGKILL (its workers are in their
+    own sessions: nothing else would reach them). Linux: the kernel sends SIGKILL
+    (``PR_SET_PDEATHSIG``, which works while the adapter hangs in C code); everywhere:
+    a daemon thread checks the parent's pid every second."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    original = os.getppid()  # not ``parent`` when sys.executable is a wrapper script
+    if original != parent and not _alive(parent):  # it died before prctl took effect
+        os._exit(70)
+
+    def watch() -> None:
+        while os.getppid() == original:
+            time.sleep(1.0)
+        os._exit(70)
+
+    threading.Thread(target=watch, name="optcheck-parent-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _boot(argv: list[str]) -> None:
+    """``python -c BOOT MODULE PARENT_PID``: guard, then run MODULE as ``python -m``."""
+    import runpy
+
+    die_with_parent(int(argv[2]))
+    if argv[1] == __name__:
+        main()  # runpy would import this module twice (and warn)
+    else:
+        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+
+
+_BOOT = "import sys; from optcheck.conformance.worker import _boot; _boot(sys.argv)"
+
+
 def main() -> None:
     out = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)  # stray prints of adapters go to stderr, never into the protocol
@@ -88,6 +142,80 @@ def main() -> None:
 
 
 # -- the parent side ---------------------------------------------------------------------
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal (``signal``: "SIGINT" or "SIGTERM"). A run that
+    catches it may attach its partial ``report`` before raising it on."""
+
+    def __init__(self, signal_name: str):
+        super().__init__(signal_name)
+        self.signal = signal_name
+        self.report: dict | None = None
+
+    def __str__(self) -> str:
+        return f"interrupted by {self.signal}"
+
+
+class SignalGuard:
+    """While entered in the main thread, the first SIGINT or SIGTERM raises
+    :class:`Interrupted` there (at the end of a :func:`critical` section if one is
+    running); later ones are ignored, so that stopping the workers and writing the
+    report are not cut short. :meth:`settle` ignores every signal from then on (the run
+    is finished). Elsewhere than the main thread it does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    active: SignalGuard | None = None
+
+    def __init__(self):
+        self.received: str | None = None
+        self.raised = False
+        self.depth = 0
+        self.settled = False
+        self._old: dict = {}
+
+    def __enter__(self) -> SignalGuard:
+        if threading.current_thread() is threading.main_thread() and SignalGuard.active is None:
+            for s in self.SIGNALS:
+                self._old[s] = signal.getsignal(s)
+                signal.signal(s, self._handle)
+            SignalGuard.active = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if SignalGuard.active is self:
+            SignalGuard.active = None
+            for s, old in self._old.items():
+                signal.signal(s, signal.SIG_DFL if old is None else old)
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None or self.settled:
+            return
+        self.received = signal.Signals(signum).name
+        if not self.depth:
+            self.raised = True
+            raise Interrupted(self.received)
+
+    def settle(self) -> None:
+        self.settled = True
+
+
+@contextlib.contextmanager
+def critical():
+    """A section a signal must not cut (between starting a worker and recording it, the
+    worker would be orphaned): the :class:`SignalGuard`'s exception waits for its end."""
+    guard = SignalGuard.active
+    if guard is None:
+        yield
+        return
+    guard.depth += 1
+    try:
+        yield
+    finally:
+        guard.depth -= 1
+    if not guard.depth and guard.received and not guard.raised and not guard.settled:
+        guard.raised = True
+        raise Interrupted(guard.received)
+
+
 class WorkerDied(RuntimeError):
     """A worker process exited or hung while planning."""
 
@@ -101,14 +229,14 @@ class WorkerError(RuntimeError):
 
 
 class Worker:
-    """One worker process (``python -m module``: this module's server, or another that
-    speaks the same load/run protocol); a reader thread forwards its reply lines to a
-    shared queue."""
+    """One worker process (``module`` run as ``python -m module`` after
+    :func:`die_with_parent`: this module's server, or another that speaks the same
+    load/run protocol); a reader thread forwards its reply lines to a shared queue."""
 
     def __init__(self, replies: queue.Queue, env: dict | None, module: str = __name__):
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", module],
+            [sys.executable, "-c", _BOOT, module, str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,
@@ -183,7 +311,8 @@ def run_plan_isolated(ctx: Context, timeout: float = LOAD_TIMEOUT) -> Plan:
     Raises :class:`WorkerDied` or :class:`WorkerError` on failure.
     """
     replies: queue.Queue = queue.Queue()
-    worker = Worker(replies, worker_env())
+    with critical():
+        worker = Worker(replies, worker_env())
     try:
         worker.send({"op": "plan", "context": ctx.to_dict()})
         try:
@@ -199,6 +328,9 @@ def run_plan_isolated(ctx: Context, timeout: float = LOAD_TIMEOUT) -> Plan:
         if not reply["ok"]:
             raise WorkerError(reply["error"], reply["traceback"])
         return plan_from_dict(reply["plan"])
+    except BaseException:
+        worker.kill()  # interrupted (or failed): it may be busy loading, do not wait
+        raise
     finally:
         if worker.proc.poll() is None:
             worker.stop()
@@ -291,12 +423,13 @@ class WorkerPool:
                     if w.case is None and w.loaded and pending:
                         assign(w, pending.popleft())
                 while pending and len(workers) < self.jobs:
-                    w = Worker(replies, env, self.module)
+                    with critical():  # a worker not yet in `workers` would be orphaned
+                        w = Worker(replies, env, self.module)
+                        workers.append(w)
                     self.started += 1
                     w.send(load)
                     w.case, w.deadline = pending.popleft(), time.monotonic() + self.load_timeout
                     w.started = time.monotonic()
-                    workers.append(w)
                 now = time.monotonic()
                 deadlines = [w.deadline for w in workers if w.deadline is not None]
                 wait = max(0.0, min(deadlines) - now) if deadlines else 1.0
@@ -340,6 +473,12 @@ class WorkerPool:
                     on_result(reply["result"])
                 else:
                     on_result(error(job, reply["error"], reply["traceback"]))
+        except BaseException:
+            # Interrupted (or failing): kill at once, a busy or hung worker included.
+            for w in workers:
+                w.kill()
+            workers.clear()
+            raise
         finally:
             for w in workers:
                 if w.case is None:

@@ -58,8 +58,10 @@ def load(path) -> Run:
         if not isinstance(info, dict):
             raise BenchFileError(f"{path}: entry {i} has no extra_info (not an optcheck benchmark)")
         if info.get("kind") == "roof":
+            _check_fields(info, _ROOF_FIELDS, path, i)
             roofs.append(info)
         elif "step_s" in info:
+            _check_fields(info, _RECORD_FIELDS, path, i)
             stats = entry.get("stats") or {}
             records.append({**info, "name": entry.get("name", ""), "stats": stats})
     if not records and not roofs:
@@ -69,6 +71,26 @@ def load(path) -> Run:
         meta = json.loads(Path(path).read_text(encoding="utf-8"))
     return Run(str(path), records, roofs, meta.get("machine_info") or {}, meta.get("datetime"),
                meta.get("commit_info") or {})  # fmt: skip
+
+
+_NUMBER = (int, float)
+#: The fields of a step record (or a roof) the report reads, and their types.
+_RECORD_FIELDS = {"device": str, "implementation": str, "optimizer": str, "feature": str,
+                  "N": int, "layout": int, "step_s": _NUMBER, "bytes_per_step": _NUMBER,
+                  "gbps": _NUMBER}  # fmt: skip
+_ROOF_FIELDS = {"device": str}
+
+
+def _check_fields(info: dict, spec: dict, path, i: int) -> None:
+    """Raise BenchFileError naming the file, the entry and the first field of ``spec``
+    that ``info`` lacks or holds with another type (a null step time: a run without
+    measurements, e.g. ``--benchmark-disable``)."""
+    for name, kind in spec.items():
+        value = info.get(name)
+        if value is None or not isinstance(value, kind) or isinstance(value, bool):
+            what = ("null" if name in info else "missing") if value is None else \
+                type(value).__name__  # fmt: skip
+            raise BenchFileError(f"{path}: entry {i}: field extra_info.{name} is {what}")
 
 
 def merge(runs: list[Run]) -> list[dict]:

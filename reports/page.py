@@ -48,6 +48,8 @@ class ReportError(ValueError):
 
 
 def configure_parser(parser) -> None:
+    from optcheck.cli import number  # the numeric options' one validator
+
     parser.add_argument("--conformance", nargs="+", type=Path, default=[], metavar="FILE",
                         help="conformance.json file(s) written by optcheck verify")  # fmt: skip
     parser.add_argument("--bench", nargs="+", type=Path, default=[], metavar="FILE",
@@ -55,7 +57,7 @@ def configure_parser(parser) -> None:
                         "(--benchmark-json) or --bench-records JSON lines")  # fmt: skip
     parser.add_argument("--before", nargs="+", type=Path, default=[], metavar="FILE",
                         help="benchmark results of an earlier run to compare --bench with")
-    parser.add_argument("--threshold", type=float, default=THRESHOLD,
+    parser.add_argument("--threshold", type=number(float), default=THRESHOLD,
                         help="after/before step-time ratio above which a case is a "
                         f"regression (default {THRESHOLD})")  # fmt: skip
     parser.add_argument("--title", default="optcheck report")
@@ -73,12 +75,28 @@ def _command(args, parser) -> int:
     if importlib.util.find_spec("matplotlib") is None:
         return _usage(parser, "the report's charts need matplotlib: pip install 'optcheck[report]'")
     try:
+        _check_out(args.out)
         paths = write(args.out, conformance=args.conformance, bench=args.bench,
                       before=args.before, threshold=args.threshold, title=args.title)  # fmt: skip
     except (ReportError, B.BenchFileError) as exc:
         return _usage(parser, str(exc))
+    except OSError as exc:  # the folder went away or filled up while writing
+        return _usage(parser, f"cannot write the report to {args.out}: {exc.strerror or exc}")
     print(f"report: {paths['html']} and {paths['md']}")
     return 0
+
+
+def _check_out(out: Path) -> None:
+    """Raise ReportError when ``out`` cannot be the report's folder (before any work)."""
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"--out {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"cannot create --out {out}: {exc.strerror or exc}") from None
+    for name in ("report.html", "report.md"):
+        if (out / name).is_dir():
+            raise ReportError(f"cannot write {out / name}: it is a folder")
 
 
 def _usage(parser, message: str) -> int:
@@ -104,7 +122,8 @@ def load_conformance(paths) -> list[dict]:
         if not isinstance(report, dict) or report.get("schema") != CONFORMANCE_SCHEMA:
             raise ReportError(f"{path} is not a conformance report (schema "
                               f"{CONFORMANCE_SCHEMA!r} expected)")  # fmt: skip
-        for adapter in report.get("adapters", []):
+        check_conformance(report, path)
+        for adapter in report["adapters"]:
             pair = (report["profile"], adapter["name"])
             if pair in seen:
                 raise ReportError(f"adapter {pair[1]!r} in profile {pair[0]!r} is in both "
@@ -114,9 +133,60 @@ def load_conformance(paths) -> list[dict]:
                 **adapter, "profile": report["profile"], "level": report.get("level"),
                 "seed": report.get("seed"), "mode": report.get("mode"),
                 "max_examples": report.get("max_examples"), "created": report.get("created"),
-                "path": str(path),
+                "path": str(path), "run_incomplete": report.get("incomplete"),
             })  # fmt: skip
     return entries
+
+
+#: The fields the page reads: name -> type; a trailing "?" marks an optional one (absent
+#: or null). A report missing one, or holding the wrong type, is named with the field.
+_REPORT_FIELDS = {"profile": str, "adapters": list, "incomplete?": dict}
+_ADAPTER_FIELDS = {"name": str, "available": bool, "summary": dict, "cases": list,
+                   "version?": str, "reason?": str, "incomplete?": dict}  # fmt: skip
+_SUMMARY_FIELDS = {"cases": int, **{f"{s}?": int for s in STATUSES}}
+_CASE_FIELDS = {"id": str, "kind": str, "status": str, "optimizer": str, "feature": str,
+                "dtype": str, "diagnosis?": dict, "baseline?": dict, "first_divergence?": dict,
+                "message?": str, "reason?": str, "traceback?": str, "repro?": str}  # fmt: skip
+
+
+def _fields(obj, spec: dict, where: str, path) -> None:
+    for name, kind in spec.items():
+        key, optional = name.rstrip("?"), name.endswith("?")
+        value = obj.get(key)
+        field = f"{where}.{key}" if where else key
+        if value is None:
+            if optional:
+                continue
+            raise ReportError(f"{path}: field {field} is "
+                              f"{'null' if key in obj else 'missing'}")  # fmt: skip
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ReportError(f"{path}: field {field} is {type(value).__name__}, not "
+                              f"{kind.__name__}")  # fmt: skip
+
+
+def check_conformance(report: dict, path) -> None:
+    """Raise :class:`ReportError` naming the first field of ``report`` (read from
+    ``path``) that the page needs and cannot use: missing, null or of the wrong type."""
+    _fields(report, _REPORT_FIELDS, "", path)
+    for i, adapter in enumerate(report["adapters"]):
+        where = f"adapters[{i}]"
+        if not isinstance(adapter, dict):
+            raise ReportError(f"{path}: field {where} is not an object")
+        _fields(adapter, _ADAPTER_FIELDS, where, path)
+        _fields(adapter["summary"], _SUMMARY_FIELDS, f"{where}.summary", path)
+        for j, case in enumerate(adapter["cases"]):
+            at = f"{where}.cases[{j}]"
+            if not isinstance(case, dict):
+                raise ReportError(f"{path}: field {at} is not an object")
+            _fields(case, _CASE_FIELDS, at, path)
+            if case["status"] not in STATUSES:
+                raise ReportError(f"{path}: field {at}.status is {case['status']!r}, not one "
+                                  f"of {', '.join(STATUSES)}")  # fmt: skip
+            if case["status"] == "deviation":
+                _fields(case, {"first_divergence": dict}, at, path)
+            for key, inner in (("diagnosis", "verdict"), ("baseline", "reason")):
+                if case.get(key) is not None:
+                    _fields(case[key], {inner: str}, f"{at}.{key}", path)
 
 
 # -- the report --------------------------------------------------------------------------
@@ -187,17 +257,22 @@ def _conformance(doc: Document, entries: list[dict]) -> None:
         s = e["summary"]
         rows.append([
             e["profile"], Cell(e["name"], href=f"#{_slug('conf', e['profile'], e['name'])}"),
-            e.get("version") or ("not available: " + e.get("reason", "") if not e["available"]
-                                 else ""),
+            e.get("version") or ("not available: " + (e.get("reason") or "")
+                                 if not e["available"] else ""),
             str(s["cases"]), str(s.get("pass", 0)), str(s.get("deviation", 0)),
             str(s.get("error", 0)), str(s.get("unsupported", 0)),
             Cell(_pct(conforming_share(s)), _share_class(s)),
             f"{e.get('level')} · seed {e.get('seed')} · {e.get('mode')}"
             + (f" · {e['max_examples']} example{'s' if e['max_examples'] != 1 else ''}"
-               if e.get("max_examples") else ""),
+               if e.get("max_examples") else "")
+            + (f" · interrupted ({e['run_incomplete'].get('signal')})"
+               if e.get("run_incomplete") else ""),
         ])  # fmt: skip
     doc.add(Table(["profile", "adapter", "version", "cases", "pass", "deviation", "error",
                    "unsupported", "conforming", "run"], rows, anchor="conformance-summary"))
+    stopped = {e["path"]: e["run_incomplete"] for e in entries if e.get("run_incomplete")}
+    for path, incomplete in stopped.items():
+        doc.add(Para(f"`{path}`: {rep.incomplete_text(incomplete)}"))
     from . import charts
 
     bars = [{"label": f"{e['name']} ({e['profile']})", "summary": e["summary"]} for e in entries]
@@ -258,8 +333,11 @@ def _adapter_section(doc: Document, e: dict) -> None:
         return
     cases = e["cases"]
     s = e["summary"]
-    doc.add(Para(f"{e.get('version', '')} — {s.get('pass', 0)} of {s['cases']} cases conform "
+    doc.add(Para(f"{e.get('version') or ''} — {s.get('pass', 0)} of {s['cases']} cases conform "
                  f"({_pct(conforming_share(s))} of those supported); report `{e['path']}`."))
+    if e.get("incomplete"):
+        doc.add(Para(f"Interrupted: {e['incomplete'].get('cases_done')} of "
+                     f"{e['incomplete'].get('cases_planned')} cases finished."))
     matrix = [c for c in cases if c["kind"] != "seed"]
     columns = _feature_order(matrix)
     optimizers = list(dict.fromkeys(c["optimizer"] for c in matrix))
@@ -290,7 +368,7 @@ def _adapter_section(doc: Document, e: dict) -> None:
                     rep.diagnosis_text(c), rep.case_outcome(c)] for c in bad],
                   caption=f"Cases of {name} ({profile}) that do not conform."))  # fmt: skip
     for c in bad:
-        text = c.get("repro") or c.get("traceback") or c.get("message", "")
+        text = c.get("repro") or c.get("traceback") or c.get("message") or ""
         kind, ext = ("repro", "py") if c.get("repro") else ("traceback", "txt")
         doc.add(Details(f"{c['id']} — {kind}", text, anchor=_case_anchor(e, c),
                         file=f"repro/{profile}/{file_part(name)}/{file_part(c['id'])}.{ext}"))

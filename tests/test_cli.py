@@ -65,13 +65,16 @@ def test_verify_error_exits_1(tmp_path, on_path):
     assert adapter["cases"][0]["status"] == "error"
 
 
-def test_verify_only_unsupported_exits_0(tmp_path, on_path):
+def test_verify_only_unsupported_exits_4(tmp_path, on_path, capsys):
+    """A run that checked nothing is not a pass (tests/test_bad_inputs.py has the rules)."""
     argv = ["verify", "--adapter", f"{HELPERS}:NoClipnorm", "--strategies", HELPERS,
             "--optimizer", "SGD", "--feature", "clipnorm", "--in-process",
             "--out", str(tmp_path)]  # fmt: skip
-    assert main(argv) == 0
+    assert main(argv) == 4
     (adapter,) = json.loads((tmp_path / "conformance.json").read_text())["adapters"]
     assert [c["status"] for c in adapter["cases"]] == ["unsupported"]
+    assert "checked no case: every case unsupported: lacks feature clipnorm" in \
+        capsys.readouterr().err  # fmt: skip
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -80,7 +83,7 @@ def test_verify_only_unsupported_exits_0(tmp_path, on_path):
     (["--adapter", "numpy", "--optimizer", "Adamm"], "known optimizers: SGD, Adam"),
     (["--adapter", "numpy", "--optimizer", "SGD", "--feature", "no-such-feature"],
      "no case matches"),
-    (["--adapter", "numpy", "--jobs", "0"], "--jobs must be at least 1"),
+    (["--adapter", "numpy", "--jobs", "0"], "argument --jobs: must be an integer at least 1"),
     (["--adapter", "numpy", "--level", "fast"], "invalid choice"),
     (["--profile", "keras4"], "invalid choice"),
 ])  # fmt: skip

@@ -67,10 +67,18 @@ def test_bundled_adapter_has_no_new_deviation(name, profile, tmp_path):
     report = tmp_path / "conformance.json"
     assert report.exists(), f"{name} ({profile}): no report\n{run.stdout}\n{run.stderr[-3000:]}"
     (adapter,) = json.loads(report.read_text())["adapters"]
-    if not adapter["available"]:
-        pytest.skip(f"{name} is not available here: {adapter['reason']}")
-    summary = adapter["summary"]
-    assert summary["cases"] > summary["unsupported"], f"{name} ({profile}) ran no case"
+    loaded = not any(c["feature"] == "load" for c in adapter["cases"])
+    if not adapter["available"] and loaded:
+        # A gate never passes on nothing: CI installs every library (.ci/run), so there an
+        # unavailable adapter fails; a developer's run without the library skips it.
+        message = f"{name} is not available here: {adapter['reason']}"
+        if os.environ.get("OPTCHECK_REQUIRE_ADAPTERS"):
+            pytest.fail(f"{message} (OPTCHECK_REQUIRE_ADAPTERS is set: the gate checked no "
+                        "case)")  # fmt: skip
+        pytest.skip(message)
+    # Exit 4: no case reached pass or deviation (all unsupported, all errors accepted, or
+    # the adapter failed to load): the gate checked nothing.
+    assert run.returncode != 4, f"{name} ({profile}) checked no case:\n{run.stderr[-3000:]}"
     assert run.returncode == 0, (
         f"{name} ({profile}) has new deviations:\n{run.stdout}\n{run.stderr[-3000:]}"
     )

@@ -529,11 +529,13 @@ def test_plugin_runs_cases_as_tests_with_divergence_and_repro(tmp_path):
 
 
 def test_plugin_reports_unsupported_as_skipped(tmp_path):
+    # With a case it can check (plain): an adapter that checks none fails the run
+    # (tests/test_bad_inputs.py).
     run = _pytest(f"--optcheck-adapter={HERE}:NoClipnorm", f"--optcheck-strategies={HERE}",
-                  "--optcheck-optimizer=SGD", "--optcheck-feature=clipnorm", "-rs",
-                  cwd=tmp_path)  # fmt: skip
+                  "--optcheck-optimizer=SGD", "--optcheck-feature=clipnorm",
+                  "--optcheck-feature=plain", "-rs", cwd=tmp_path)  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "1 skipped" in run.stdout and "lacks feature clipnorm" in run.stdout
+    assert "1 passed, 1 skipped" in run.stdout and "lacks feature clipnorm" in run.stdout
 
 
 def test_plugin_unknown_adapter_is_a_usage_error(tmp_path):

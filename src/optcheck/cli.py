@@ -2,10 +2,14 @@
 
 ``optcheck verify`` runs the conformance suite and writes DIR/conformance.json,
 DIR/conformance.md and DIR/junit.xml. Exit status: 0 when every case conforms
-(``unsupported`` does not fail), 1 when any case deviates or errs, 2 on a usage error.
-With ``--baseline FILE`` (one per adapter; conformance/baseline.py) the exit status is
-0 when every deviation is accepted by a baseline and 1 on any new one; stale entries
-are warned about.
+(``unsupported`` does not fail), 1 when any case deviates or errs, 2 on a usage error,
+4 when the run checked nothing (:data:`EXIT_CHECKED_NOTHING`): no adapter brought any
+case to a verdict (pass or deviation), or an adapter named by ``--adapter`` or by a
+baseline did not (unavailable, every case unsupported, every case an error). Without
+``--adapter`` every known adapter runs and an unavailable one is only listed. With
+``--baseline FILE`` (one per adapter; conformance/baseline.py) the exit status is 0
+when every deviation is accepted by a baseline and 1 on any new one; stale entries are
+warned about. 1 wins over 4 (both are reported).
 
 ``optcheck baseline REPORT... --adapter NAME`` prints a starting baseline accepting the
 adapter's deviations in ``conformance.json`` files (one per profile), one entry per
@@ -19,11 +23,56 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import random
 import sys
 from pathlib import Path
 
 DTYPES = ["float16", "bfloat16", "float32", "float64"]
+#: optcheck verify's exit status when the run (or a gate's adapter) checked no case.
+EXIT_CHECKED_NOTHING = 4
+
+
+# -- numeric options: one validator for every subcommand and the pytest plugin -----------
+def number(kind: type = float, *, low=None, above=None, high=None):
+    """An argparse ``type=``: ``kind`` (int or float), finite, ``>= low`` / ``> above`` /
+    ``<= high``. Anything else is a usage error that argparse prefixes with the option
+    (``argument --timeout: must be ...``): a NaN timeout would never expire, a negative
+    ulps bound would make the golden deviate from itself."""
+    rules = []
+    if low is not None:
+        rules.append(f"at least {low}")
+    if above is not None:
+        rules.append(f"greater than {above}")
+    if high is not None:
+        rules.append(f"at most {high}")
+    noun = "an integer" if kind is int else "a finite number"
+    rule = f"must be {noun}" + (" " + " and ".join(rules) if rules else "")
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"{rule}, got {text!r}") from None
+        if (not math.isfinite(value) or (low is not None and value < low)
+                or (above is not None and value <= above)
+                or (high is not None and value > high)):  # fmt: skip
+            raise argparse.ArgumentTypeError(f"{rule}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+#: A run seed: 32 bits, as the random ones (``thorough``) that reports show.
+SEED = number(int, low=0, high=2**32 - 1)
+#: Worker processes, hypothesis examples: at least one.
+COUNT = number(int, low=1)
+#: Seconds per case: positive and within what a timer accepts (an infinite or huge one
+#: overflows the wait of the worker pool and fails the adapter as if it could not load).
+SECONDS = number(float, above=0, high=10**6)
+#: Ulps of the dtype-faithful golden: 0 is bit-exact.
+ULPS = number(float, low=0)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
         help="run the conformance suite and write reports",
         description="Run the conformance suite on adapters; write conformance.json, "
         "conformance.md and junit.xml. Exit 0: every case conforms; 1: a deviation or error; "
-        "2: usage error.",
+        "2: usage error; 4: the run checked nothing (no case of an adapter it had to "
+        "check reached pass or deviation).",
     )
     v.add_argument("--adapter", action="extend", nargs="+", dest="adapters",
                    metavar="NAME|module:attr",
@@ -52,19 +102,19 @@ def _parser() -> argparse.ArgumentParser:
                    help="only these dtypes")  # fmt: skip
     v.add_argument("--level", choices=["ci", "thorough"], default="ci",
                    help="ci: derandomized, few examples, bounded time; thorough: many examples")
-    v.add_argument("--seed", type=int, default=None,
+    v.add_argument("--seed", type=SEED, default=None,
                    help="run seed (default: 0 for ci, random for thorough; always reported)")
     v.add_argument("--mode", choices=["resync", "free"], default="resync",
                    help="resync: golden state loaded before each step; free: own trajectory")
-    v.add_argument("--ulps", type=float, default=None,
+    v.add_argument("--ulps", type=ULPS, default=None,
                    help="compare within N ulps of the dtype-faithful golden instead")
     v.add_argument("--out", type=Path, default=Path("optcheck-report"),
                    help="directory for the reports (default: optcheck-report)")
-    v.add_argument("--jobs", type=int, default=None,
+    v.add_argument("--jobs", type=COUNT, default=None,
                    help="worker processes (default: number of CPUs)")
-    v.add_argument("--timeout", type=float, default=None,
+    v.add_argument("--timeout", type=SECONDS, default=None,
                    help="seconds per case before its worker is killed (default: by level)")
-    v.add_argument("--max-examples", type=int, default=None,
+    v.add_argument("--max-examples", type=COUNT, default=None,
                    help="exactly this many hypothesis examples per case, without the "
                    "level's time budget (default: by level)")
     v.add_argument("--in-process", action="store_true",
@@ -93,7 +143,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--adapter", required=True, help="the adapter whose deviations to accept")
     b.add_argument("--per-case", action="store_true",
                    help="one entry per case instead of one per optimizer and diagnosis")
-    b.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
+    b.add_argument("--out", type=Path, default=None,
+                   help="write here instead of stdout; an existing file is only replaced "
+                   "with --keep naming it (its reviewed reasons are kept) or --force")
+    b.add_argument("--force", action="store_true",
+                   help="replace an existing --out file without keeping its reasons and links")
     b.add_argument("--keep", type=Path, default=None, metavar="BASELINE",
                    help="an existing baseline whose reviewed reasons and links are kept for "
                    "the entries generated again (same case, profile, variant, status)")  # fmt: skip
@@ -155,13 +209,19 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
-    if args.command == "adapters":
-        return _adapters_command()
-    if args.command == "baseline":
-        return _baseline_command(args, parser)
-    if args.command in ("report", "vectors"):
-        return args.handler(args, parser)
-    return _verify_command(args, parser)
+    try:
+        if args.command == "adapters":
+            return _adapters_command()
+        if args.command == "baseline":
+            return _baseline_command(args, parser)
+        if args.command in ("report", "vectors"):
+            return args.handler(args, parser)
+        return _verify_command(args, parser)
+    except KeyboardInterrupt:
+        # verify reports its finished cases itself (an Interrupted is handled there); any
+        # other command stopped by Ctrl-C ends with one line, its workers already killed.
+        print(f"optcheck {args.command}: interrupted", file=sys.stderr)
+        return 3
 
 
 def _baseline_command(args, parser) -> int:
@@ -175,8 +235,15 @@ def _baseline_command(args, parser) -> int:
             reports.append(json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             return _usage_error(parser, f"no such report: {path}")
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return _usage_error(parser, f"{path} is not a conformance.json ({exc})")
+        except OSError as exc:  # a folder, no permission
+            return _usage_error(parser, f"cannot read report {path}: {exc.strerror or exc}")
+    if args.out is not None and args.out.exists() and not args.force and not (
+            args.keep is not None and args.keep.exists() and args.keep.samefile(args.out)):
+        # A reviewed baseline's reasons and links would be lost without a word.
+        return _usage_error(parser, f"--out {args.out} exists; pass --keep {args.out} to keep "
+                            "its reviewed reasons and links, or --force to overwrite it")
     try:
         keep = baseline.load(args.keep) if args.keep else None
         text = baseline.from_report(reports, args.adapter, group=not args.per_case, keep=keep)
@@ -185,7 +252,10 @@ def _baseline_command(args, parser) -> int:
     except baseline.BaselineError as exc:
         return _usage_error(parser, str(exc))
     if args.out:
-        args.out.write_text(text, encoding="utf-8")
+        try:
+            args.out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            return _usage_error(parser, f"cannot write --out {args.out}: {exc.strerror or exc}")
     else:
         sys.stdout.write(text)
     return 0
@@ -195,7 +265,8 @@ def _verify_command(args, parser) -> int:
     from optcheck.adapters.registry import UnknownAdapterError, known_adapters, resolve
     from optcheck.conformance import report as rep
     from optcheck.conformance.suite import DEFAULT_STRATEGIES, Context
-    from optcheck.conformance.verify import TerminalProgress, verify
+    from optcheck.conformance.verify import OutputError, TerminalProgress, verify
+    from optcheck.conformance.worker import Interrupted
 
     names = list(dict.fromkeys(args.adapters or known_adapters()))
     for name in names:
@@ -212,11 +283,6 @@ def _verify_command(args, parser) -> int:
         optimizers, status = _canonical_optimizers(args.optimizers, parser)
         if optimizers is None:
             return status
-    for value, what in ((args.jobs, "--jobs"), (args.max_examples, "--max-examples")):
-        if value is not None and value < 1:
-            return _usage_error(parser, f"{what} must be at least 1")
-    if args.timeout is not None and args.timeout <= 0:
-        return _usage_error(parser, "--timeout must be positive")
     from optcheck.conformance import baseline
 
     try:
@@ -233,8 +299,17 @@ def _verify_command(args, parser) -> int:
         max_examples=args.max_examples, metamorphic=True, diagnose=not args.no_diagnose,
         shrink=not args.no_shrink,
     )  # fmt: skip
-    report = verify(ctx, names, args.out, isolate=not args.in_process, jobs=args.jobs,
-                    timeout=args.timeout, progress=TerminalProgress())  # fmt: skip
+    try:
+        report = verify(ctx, names, args.out, isolate=not args.in_process, jobs=args.jobs,
+                        timeout=args.timeout, progress=TerminalProgress())  # fmt: skip
+    except OutputError as exc:
+        return _usage_error(parser, str(exc))
+    except Interrupted as exc:  # the partial report is written, marked incomplete
+        done = exc.report["incomplete"]
+        print(f"{chr(10) if sys.stderr.isatty() else ''}optcheck: {exc}; {done['cases_done']} "
+              f"of {done['cases_planned']} planned cases finished; reports marked incomplete "
+              f"in {args.out}/", file=sys.stderr)  # fmt: skip
+        return 3
     if report["summary"]["cases"] == 0:
         return _usage_error(parser, "no case matches the selection (--optimizer, --feature, "
                             "--dtype)")  # fmt: skip
@@ -244,25 +319,41 @@ def _verify_command(args, parser) -> int:
                 f"deviation, {t['error']} error, {t['unsupported']} unsupported "
                 f"({a['seconds']:.1f} s)")  # fmt: skip
         if not a["available"] and a["reason"]:
-            line += f" - not available: {a['reason']}"
+            # A load error (import, invalid capabilities()) is the adapter's error.
+            broken = any(c["feature"] == "load" for c in a["cases"])
+            line += f" - {'cannot load' if broken else 'not available'}: {a['reason']}"
         print(line)
     print(f"profile {args.profile}, level {args.level}, run seed {seed}; reports in "
           f"{args.out}/ (conformance.json, conformance.md, junit.xml)")  # fmt: skip
-    if not baselines:
-        return 1 if rep.failed(report) else 0
-    gate = baseline.apply(report, baselines)
-    rep.write_all(report, args.out)
-    for name in gate["unknown_adapters"]:
-        print(f"warning: a baseline is for adapter {name!r}, which this run did not verify",
-              file=sys.stderr)  # fmt: skip
-    for entry in gate["stale"]:
-        print(f"warning: stale baseline entry (the cases it selects all conform now): {entry}",
-              file=sys.stderr)  # fmt: skip
-    for label in gate["new"]:
-        print(f"new deviation (not in any baseline): {label}")
-    print(f"baseline: {len(gate['accepted'])} accepted, {len(gate['new'])} new, "
-          f"{len(gate['stale'])} stale entries")  # fmt: skip
-    return 1 if gate["new"] else 0
+    failed = rep.failed(report)
+    if baselines:
+        gate = baseline.apply(report, baselines)
+        rep.write_all(report, args.out)
+        for entry in gate["stale"]:
+            print(f"warning: stale baseline entry (the cases it selects all conform now): "
+                  f"{entry}", file=sys.stderr)  # fmt: skip
+        for entry in gate["mismatched"]:
+            print(f"warning: baseline entry does not accept what its cases do now: {entry}",
+                  file=sys.stderr)  # fmt: skip
+        for label in gate["new"]:
+            kind = gate["statuses"].get(label, "deviation")
+            why = gate["why"].get(label)
+            print(f"new {kind} (not in any baseline): {label}" + (f" ({why})" if why else ""))
+        print(f"baseline: {len(gate['accepted'])} accepted, {len(gate['new'])} new, "
+              f"{len(gate['stale'])} stale entries"
+              + (f", {len(gate['mismatched'])} mismatched" if gate["mismatched"] else ""))
+        failed = bool(gate["new"])
+    # A gate never passes on nothing: the adapters asked for by name (--adapter, a
+    # baseline) must each bring a case to a verdict; the default list only one of them.
+    from optcheck.conformance.verify import unchecked_adapters
+
+    required = list(dict.fromkeys([*(args.adapters or ()), *(b.adapter for b in baselines)]))
+    unchecked = unchecked_adapters(report, required)
+    for name, why in unchecked.items():
+        print(f"optcheck: adapter {name!r} checked no case: {why}", file=sys.stderr)
+    if failed:
+        return 1
+    return EXIT_CHECKED_NOTHING if unchecked else 0
 
 
 if __name__ == "__main__":
