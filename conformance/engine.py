@@ -238,6 +238,15 @@ def malformed(observation, golden: Observation, names, where: str) -> str | None
     return f"returned an observation that does not fit the case ({where}): {problem}"
 
 
+def fitting(adapter, observation, golden: Observation, names, where: str):
+    """``observation``, or :class:`AdapterError` saying what makes it unfit
+    (:func:`malformed`)."""
+    problem = malformed(observation, golden, names, where)
+    if problem:
+        raise AdapterError(f"adapter {adapter_name(adapter)!r} {problem}")
+    return observation
+
+
 def _oracle_numerics(dtype: str) -> str:
     return "extended" if dtype == "float64" else "oracle"
 
@@ -438,12 +447,6 @@ def check(
     skip = scenario.skip_gradients_aggregation
     names = scenario.names
 
-    def fits(obs, golden_obs, where):
-        problem = malformed(obs, golden_obs, names, where)
-        if problem:
-            raise AdapterError(f"adapter {name!r} {problem}")
-        return obs
-
     try:
         before: Observation | None = None
         carry = None if resync else {}
@@ -469,7 +472,7 @@ def check(
             if change:
                 raise AdapterError(f"adapter {name!r} modified {change} it was given at step "
                                    f"{i} in place")  # fmt: skip
-            fits(c_obs, g_obs, f"step {i}")
+            fitting(candidate, c_obs, g_obs, names, f"step {i}")
             o_obs = p_obs = l_obs = None
             if measure:
                 o_obs = o_session.step(grads, skip_gradients_aggregation=skip)
@@ -493,7 +496,8 @@ def check(
                 p_fin = p_session.finalize() if measure else None
                 l_fin = l_session.finalize() if l_session is not None else None
                 g_fin = g_session.finalize()
-                c_fin = fits(c_session.finalize(), g_fin, "finalize_variable_values")
+                c_fin = fitting(candidate, c_session.finalize(), g_fin, names,
+                                "finalize_variable_values")
                 found = compare(scenario, step, g_fin, c_fin, before, o_fin, policy, p_fin,
                                 carry, record, l_fin, require[step - 1] if require else None)
                 if found:

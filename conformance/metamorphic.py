@@ -147,9 +147,7 @@ def run(adapter: Adapter, scenario: Scenario) -> list[Observation]:
                                       f"it was given ({where})")  # fmt: skip
 
     def guard(obs, where):
-        problem = engine.malformed(obs, shapes, names, where)
-        if problem:
-            raise engine.AdapterError(f"adapter {name!r} {problem}")
+        engine.fitting(adapter, obs, shapes, names, where)
         unchanged(where)
         return _copy(obs)
 

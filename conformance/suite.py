@@ -597,19 +597,13 @@ def session_runner(adapter) -> goldens.Runner:
 
     def runner(spec, initial_values, steps, profile, options):
         scenario = golden_scenario(spec, initial_values, steps, profile, options)
-        # What an observation must fit (engine.malformed): the variables' dtype and shapes.
-        dtype = scenario.initial_values[0].dtype if scenario.initial_values else None
-        shape = engine.Observation([np.empty(np.shape(v), dtype) for v in scenario.initial_values],
-                                   0)  # fmt: skip
+        shapes = engine.template(scenario)
         session = adapter.open(scenario)
         try:
             rows = []
             for k, step in enumerate(scenario.steps, start=1):
-                observation = session.step(step)
-                problem = engine.malformed(observation, shape, scenario.names, f"step {k}")
-                if problem:
-                    raise engine.AdapterError(f"adapter {engine.adapter_name(adapter)!r} "
-                                              f"{problem}")  # fmt: skip
+                observation = engine.fitting(adapter, session.step(step), shapes,
+                                             scenario.names, f"step {k}")  # fmt: skip
                 rows.append(list(observation.variables))
             return rows
         finally:

@@ -820,11 +820,8 @@ def _run_steps(adapter, case: VectorCase):
         session = adapter.open(scenario)
         try:
             for step, grads in enumerate(scenario.steps, start=1):
-                obs = session.step(grads)
-                problem = engine.malformed(obs, shapes, scenario.names, f"step {step}")
-                if problem:
-                    raise engine.AdapterError(f"adapter {engine.adapter_name(adapter)!r} "
-                                              f"{problem}")  # fmt: skip
+                obs = engine.fitting(adapter, session.step(grads), shapes, scenario.names,
+                                     f"step {step}")  # fmt: skip
                 found = compare_step(case, step, obs)
                 if found is not None:
                     return found
