@@ -191,6 +191,12 @@ def test_workers_die_with_a_parent_killed_outright(run, tmp_path):
     assert _wait(lambda: not _marked(run.marker), 60), "a worker outlived its parent"
 
 
+def _interruptible() -> None:
+    # A job started in the background by a shell inherits SIGINT ignored, and Python then
+    # leaves it ignored: give the command the terminal's default, as a user's Ctrl-C has.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_on_vectors_check_ends_with_one_line_and_no_process_left(tmp_path):
     """Any other command than verify stopped by Ctrl-C: exit 3, one line, no traceback,
     its workers gone (a hung one too)."""
@@ -204,7 +210,7 @@ def test_ctrl_c_on_vectors_check_ends_with_one_line_and_no_process_left(tmp_path
          "--adapter", f"{HERE}:Hanging", "--optimizer", "Adam", "--profile", "keras2",
          "--jobs", "1"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)  # fmt: skip
+        start_new_session=True, preexec_fn=_interruptible)  # fmt: skip
     try:
         # The command and its worker, which hangs in Adam's first step.
         assert _wait(lambda: len(_marked(marker)) >= 2, START_S), proc.communicate()
