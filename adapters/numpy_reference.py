@@ -62,7 +62,7 @@ class ReferenceSession(Session):
         return optimizer
 
     def _convert(self, grad):
-        """Gradients in the session's compute dtype (the scenario's, or extended)."""
+        """Gradients in the session's compute dtype (the scenario's, or binary128)."""
         sparse = self._package.sparse
         if grad is None:
             return None
@@ -155,8 +155,8 @@ def _compute_dtype(package, dtype: str, numerics: str):
         return package.dtypes.as_dtype(dtype)
     if numerics == "oracle":
         return package.dtypes.float64
-    if numerics == "extended":
-        return package.dtypes.extended
+    if numerics == "binary128":
+        return package.dtypes.require_binary128()
     raise ValueError(f"Unknown numerics {numerics!r}.")
 
 
@@ -173,7 +173,7 @@ class ReferenceAdapter(Adapter):
         variant=None,
         learning_rate_scale=1.0,
     ):
-        """``numerics``: "faithful", "oracle" (float64) or "extended" (x87); a non-zero
+        """``numerics``: "faithful", "oracle" (float64) or "binary128"; a non-zero
         ``perturbation`` runs Monte Carlo arithmetic of that relative size, flushing
         magnitudes below ``flush`` to zero when given (error estimates of the
         conformance engine). ``variant`` (deviation diagnosis) changes the semantics:

@@ -33,6 +33,7 @@ import numpy as np
 
 from optcheck.adapters.base import Adapter, Observation
 from optcheck.adapters.numpy_reference import ReferenceAdapter
+from optcheck.reference import dtypes
 from optcheck.reference.sparse import IndexedSlices, PerReplica
 
 from . import tolerance as tol
@@ -248,7 +249,7 @@ def fitting(adapter, observation, golden: Observation, names, where: str):
 
 
 def _oracle_numerics(dtype: str) -> str:
-    return "extended" if dtype == "float64" else "oracle"
+    return "binary128" if dtype == "float64" else "oracle"
 
 
 def first_bad(name, step, candidate, golden, tolerance, perturbed=None) -> Divergence | None:
@@ -412,10 +413,12 @@ def check(
     does not fit the case (module doc).
     """
     policy = policy or tol.Policy()
+    measure = policy.ulps is None
+    if measure and scenario.dtype == "float64":
+        dtypes.require_binary128()  # before any session: the candidate is not to blame
     golden = golden or ReferenceAdapter(variant=variant)
     oracle_adapter = ReferenceAdapter(numerics=_oracle_numerics(scenario.dtype), variant=variant)
     resync = policy.mode == "resync" and candidate.capabilities().load
-    measure = policy.ulps is None
     mca_adapter = ReferenceAdapter(
         numerics=_oracle_numerics(scenario.dtype),
         perturbation=tol.PERTURB * tol.UNIT_ROUNDOFF[scenario.dtype],

@@ -29,7 +29,7 @@ variable update ``v_new = v_old − Δ`` those magnitudes are bounded by
 subtraction cancels. Cancellation *inside* Δ (Ftrl's ``n'^(−p) − n^(−p)``, RMSprop's
 centred ``ms − mg²``) is not covered by those magnitudes, so the bound adds a
 multiple of an error *measured on this very step*. The same step is computed from the
-same state in higher precision (float64 for float16/bfloat16/float32, x87 extended
+same state in higher precision (float64 for float16/bfloat16/float32, IEEE binary128
 for float64) — the *oracle* — twice: plainly, and in Monte Carlo arithmetic (Parker
 1997), where every floating-point operation's result is multiplied by a random
 ``1 + δ``, ``|δ| ≤ PERTURB·u``: a simulation of an implementation that rounds every

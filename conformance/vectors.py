@@ -148,7 +148,7 @@ def _all_optimizers() -> list[str]:
     return list(OPTIMIZERS)
 
 
-def case_specs(profiles=PROFILES, optimizers=None) -> list[CaseSpec]:
+def case_specs(profiles=PROFILES, optimizers=None, dtypes_=None) -> list[CaseSpec]:
     """The cases of a selection, in a stable order (profile, optimizer, feature, dtype)."""
     order = _all_optimizers()
     chosen = [o for o in order if optimizers is None or o in optimizers]
@@ -157,8 +157,9 @@ def case_specs(profiles=PROFILES, optimizers=None) -> list[CaseSpec]:
         for profile in PROFILES
         if profile in profiles
         for optimizer in chosen
-        for feature, dtypes_ in GRID.items()
-        for dtype in dtypes_
+        for feature, grid_dtypes in GRID.items()
+        for dtype in grid_dtypes
+        if dtypes_ is None or dtype in dtypes_
     ]
 
 
@@ -461,9 +462,15 @@ def _version() -> str:
     return __version__
 
 
-def build_files(profiles=PROFILES, optimizers=None, json_values: bool = False) -> dict[str, bytes]:
+def build_files(profiles=PROFILES, optimizers=None, json_values: bool = False,
+                dtypes_=None) -> dict[str, bytes]:
     """Every file of an export (relative path -> bytes), SHA256SUMS and index.json last."""
-    specs = case_specs(profiles, optimizers)
+    from optcheck.reference import dtypes
+
+    specs = case_specs(profiles, optimizers, dtypes_)
+    if dtypes.binary128 is None and any(spec.dtype == "float64" for spec in specs):
+        raise VectorsError(f"{dtypes.BINARY128_MISSING}; or leave float64 out: "
+                           "--dtype float16 bfloat16 float32")  # fmt: skip
     files: dict[str, bytes] = {
         README: README_TEXT.encode("utf-8"),
         SCHEMA_FILE: dumps(JSON_SCHEMA).encode("utf-8"),
@@ -486,7 +493,8 @@ def build_files(profiles=PROFILES, optimizers=None, json_values: bool = False) -
         "selection": {
             "profiles": [p for p in PROFILES if p in profiles],
             "optimizers": [o for o in _all_optimizers() if optimizers is None or o in optimizers],
-            "features": {f: list(d) for f, d in GRID.items()},
+            "features": {f: [x for x in d if dtypes_ is None or x in dtypes_]
+                         for f, d in GRID.items()},
             "steps": STEPS,
             "variables": [{"name": n, "shape": list(s)} for n, s in VARIABLES],
             "json_values": bool(json_values),
@@ -528,7 +536,8 @@ def _owned_files(folder: Path) -> list[str]:
     return list(dict.fromkeys(owned))
 
 
-def export(out: Path, profiles=PROFILES, optimizers=None, json_values: bool = False) -> dict:
+def export(out: Path, profiles=PROFILES, optimizers=None, json_values: bool = False,
+           dtypes_=None) -> dict:
     """Write the vectors of a selection to ``out``; the index. ``json_values``: write
     every array's values into the case documents too (for JavaScript; larger).
 
@@ -537,7 +546,7 @@ def export(out: Path, profiles=PROFILES, optimizers=None, json_values: bool = Fa
     """
     out = Path(out)
     owned = _owned_files(out)
-    files = build_files(profiles, optimizers, json_values)
+    files = build_files(profiles, optimizers, json_values, dtypes_)
     for path in owned:
         with contextlib.suppress(FileNotFoundError):
             (out / path).unlink()
@@ -1020,6 +1029,8 @@ def configure_parser(parser) -> None:
                    metavar="PROFILE", help="keras2 and/or keras3 (default: both)")  # fmt: skip
     e.add_argument("--optimizer", action="extend", nargs="+", dest="optimizers",
                    metavar="NAME", help="optimizers (default: all)")  # fmt: skip
+    e.add_argument("--dtype", action="extend", nargs="+", dest="dtypes", choices=DTYPES,
+                   metavar="DTYPE", help="only these dtypes (default: every dtype of the grid)")
     e.add_argument("--json-values", action="store_true",
                    help="also write every array's exact values into the case JSON files "
                    "(JavaScript needs no NPZ reader then; about twice the size)")
@@ -1112,8 +1123,8 @@ def _optimizers(args):
 def _export_command(args, parser) -> int:
     started = time.perf_counter()
     try:
-        index = export(args.out, profiles=args.profiles or PROFILES,
-                       optimizers=_optimizers(args), json_values=args.json_values)  # fmt: skip
+        index = export(args.out, profiles=args.profiles or PROFILES, optimizers=_optimizers(args),
+                       json_values=args.json_values, dtypes_=args.dtypes)  # fmt: skip
     except VectorsError as exc:
         return _usage(args, str(exc))
     files = [args.out / INDEX, args.out / SUMS] + [args.out / f["path"] for f in index["files"]]

@@ -36,15 +36,52 @@ FLOAT_DTYPES: dict[str, np.dtype] = {
     "float32": float32,
     "float64": float64,
 }
-#: x87 extended precision (64-bit significand on x86-64 Linux): only the
-#: conformance suite's error estimate for float64 runs uses it.
-extended = np.dtype(np.longdouble)
+
+
+def _binary128() -> np.dtype | None:
+    """IEEE binary128, the same format (and, for + − × ÷ √, the same bits) everywhere:
+    ``long double`` where the platform's is binary128 (aarch64, ppc64le and s390x Linux),
+    otherwise numpy-quaddtype's (NumPy ≥ 2.4; x86-64 Linux, Windows, macOS arm64).
+    None where neither exists: float64 error estimates are then refused
+    (:func:`require_binary128`), never computed in a narrower, machine-dependent type."""
+    if np.finfo(np.longdouble).nmant == 112:
+        return np.dtype(np.longdouble)
+    try:
+        import numpy_quaddtype
+    except ImportError:
+        return None
+    return np.dtype(numpy_quaddtype.QuadPrecDType(backend="sleef"))
+
+
+#: The float64 oracle's type (conformance/tolerance.py); only error estimates use it.
+binary128 = _binary128()
 _ALL_DTYPES: dict[str, np.dtype] = {
     **FLOAT_DTYPES,
-    "longdouble": extended,
     "int32": int32,
     "int64": int64,
 }
+if binary128 is not None:
+    _ALL_DTYPES["binary128"] = binary128
+
+BINARY128_MISSING = (
+    "float64 tolerances are estimated in IEEE binary128, which this NumPy lacks "
+    f"(long double here has {np.finfo(np.longdouble).nmant + 1} significand bits): "
+    "install numpy-quaddtype (needs NumPy >= 2.4), e.g. pip install 'numpy>=2.4' numpy-quaddtype"
+)
+
+
+def require_binary128() -> np.dtype:
+    """The binary128 dtype; a clear error where this machine's NumPy has none."""
+    if binary128 is None:
+        raise RuntimeError(BINARY128_MISSING)
+    return binary128
+
+
+def is_real(dtype) -> bool:
+    """A NumPy binary floating type (float16, 32, 64, binary128), not bfloat16
+    (an ml_dtypes type): what Monte Carlo arithmetic perturbs."""
+    dtype = np.dtype(dtype)
+    return dtype.kind == "f" or (binary128 is not None and dtype == binary128)
 
 #: Keras's default float type (``keras.backend.floatx()``).
 FLOATX = float32
@@ -71,7 +108,9 @@ def as_dtype(dtype) -> np.dtype:
 
 
 def is_float(dtype) -> bool:
-    return np.dtype(dtype) in FLOAT_DTYPES.values() or np.dtype(dtype) == extended
+    return np.dtype(dtype) in FLOAT_DTYPES.values() or (
+        binary128 is not None and np.dtype(dtype) == binary128
+    )
 
 
 def dtype_name(dtype) -> str:
@@ -100,7 +139,7 @@ def cast_scalar(value, dtype, via=FLOATX) -> np.ndarray:
 def cast(x, dtype) -> np.ndarray:
     """``tf.cast``: round an array to ``dtype`` (nearest, ties to even)."""
     x = np.asarray(x)
-    if _mca and x.dtype.kind == "f":  # flush-to-zero hardware flushes the input first
+    if _mca and is_real(x.dtype):  # flush-to-zero hardware flushes the input first
         x = _flush(x.view(np.ndarray))
     return wrap(x.astype(dtype))
 
@@ -138,7 +177,7 @@ def perturb(result):
     if isinstance(result, tuple):
         return tuple(perturb(r) for r in result)
     arr = np.asarray(result)
-    if not _mca or arr.dtype.kind != "f":
+    if not _mca or not is_real(arr.dtype):
         return arr.view(_Perturbed) if _mca else arr
     size, rng = _mca["size"], _mca["rng"]
     # 1 + δ is formed in the result's own precision: in float64, a δ of a few 2⁻⁵³
@@ -167,7 +206,7 @@ def _flush(arr):
 def wrap(x):
     """Inside ``monte_carlo()``, make ``x`` an array whose operations are perturbed."""
     if _mca and isinstance(x, np.ndarray) and not isinstance(x, _Perturbed):
-        return _flush(x).view(_Perturbed) if x.dtype.kind == "f" else x.view(_Perturbed)
+        return _flush(x).view(_Perturbed) if is_real(x.dtype) else x.view(_Perturbed)
     return x
 
 

@@ -8,13 +8,13 @@ time — SVML on AVX-512, its own AVX2 or NEON loops, or the C library — and n
 correctly rounded, so a NumPy result depends on the CPU (issue: 68 of the committed vector
 files changed with the AVX-512 kernels disabled). The rule here:
 
-* **float32, float64 and the extended oracle** (``np.longdouble``): f of the exact inputs,
-  rounded once to the result dtype (nearest, ties to even). That value is defined without
-  reference to any machine. TensorFlow's scalar kernels (a 0-d tensor takes Eigen's scalar
-  path, i.e. the C library's ``powf``/``logf``/``cosf``) agree with it on all but 0.025 %
-  of float32 ``pow`` results (glibc's ``powf`` is within 0.82 ulp; measured on 2·10⁴ random
-  operands, tests/test_elementary.py); its tensor kernels (Eigen's packet ``pow``) on 73 %.
-  The tolerance model grants the remaining ulps (conformance/tolerance.py).
+* **float32, float64 and binary128** (the float64 oracle, reference/dtypes.py): f of the exact
+  inputs, rounded once to the result dtype (nearest, ties to even). That value is defined without
+  reference to any machine. TensorFlow's scalar kernels (a 0-d tensor takes Eigen's scalar path,
+  i.e. the C library's ``powf``/``logf``/``cosf``) agree with it on all but 0.025 % of float32
+  ``pow`` results (glibc's ``powf`` is within 0.82 ulp; measured on 2·10⁴ random operands,
+  tests/test_elementary.py); its tensor kernels (Eigen's packet ``pow``) on 73 %. The tolerance
+  model grants the remaining ulps (conformance/tolerance.py).
 * **float16 and bfloat16**: the float32 result, correctly rounded, then rounded to the
   16-bit type — what TensorFlow's ``Eigen::half`` and ``bfloat16`` operators do (they
   widen to float, call the float function and narrow; so does NumPy).
@@ -93,7 +93,8 @@ def _exact(x) -> Fraction:
 def _decimal(q: Fraction) -> decimal.Decimal:
     """The dyadic rational ``q`` as a Decimal, exactly."""
     k = q.denominator.bit_length() - 1  # q = n / 2^k
-    return decimal.Decimal(q.numerator * 5**k).scaleb(-k)
+    # From a string: exact at any length (``scaleb`` would round to the context's 28 digits).
+    return decimal.Decimal(f"{q.numerator * 5**k}E-{k}")
 
 
 def _start_digits(fmt: _Format) -> int:
@@ -277,8 +278,8 @@ def _cos_value(x, fmt: _Format) -> Fraction | float:
         term = r if sine else decimal.Decimal(1)
         total, r2, i, terms = term, ctx.multiply(r, r), 1 if sine else 0, 1
         tiny = decimal.Decimal(10) ** (-digits - 8)
-        while abs(term) > tiny:
-            term = ctx.divide(ctx.multiply(-term, r2), (i + 1) * (i + 2))
+        while term.copy_abs() > tiny:  # ctx's operations: a bare -term rounds to 28 digits
+            term = ctx.divide(ctx.multiply(ctx.minus(term), r2), (i + 1) * (i + 2))
             total = ctx.add(total, term)
             i, terms = i + 2, terms + 1
         value = Fraction(total) * (-1 if k % 4 in (1, 2) else 1)
@@ -296,6 +297,8 @@ def _to_float(value: Fraction | float, dtype: np.dtype):
         return dtype.type(value)
     if dtype.itemsize <= 8:
         return dtype.type(float(value))  # representable in float64: exact
+    if dtype == dtypes.binary128:  # numpy-quaddtype has no ldexp: write the bits
+        return np.frombuffer(_binary128_bits(value).to_bytes(16, "little"), dtype=dtype)[0]
     # Longer significands: sum 32-bit pieces of the numerator, each exact.
     n, k = abs(value.numerator), value.denominator.bit_length() - 1
     total, shift = dtype.type(0), 0
@@ -306,9 +309,32 @@ def _to_float(value: Fraction | float, dtype: np.dtype):
     return -total if value < 0 else total
 
 
+def _binary128_bits(value: Fraction) -> int:
+    """The IEEE binary128 encoding of the exactly representable ``value``."""
+    q = abs(value)
+    if q == 0:
+        bits = 0
+    else:
+        n, k = q.numerator, q.denominator.bit_length() - 1  # q = n / 2^k
+        e = max(n.bit_length() - 1 - k, -16382)  # exponent; subnormals share the least
+        shift = 112 - e - k
+        m = n << shift if shift >= 0 else n >> -shift
+        bits = ((e + 16383) << 112 | (m - (1 << 112))) if m >> 112 else m
+    return bits | (1 << 127 if value < 0 else 0)
+
+
+#: Result dtypes by their ``str``: the cache's key (binary128 has no type character).
+_DTYPES: dict[str, np.dtype] = {}
+
+
+def _key(dtype: np.dtype) -> str:
+    _DTYPES.setdefault(str(dtype), dtype)
+    return str(dtype)
+
+
 @functools.lru_cache(maxsize=1 << 16)
-def _scalar(name: str, char: str, *operands: bytes):
-    dtype = np.dtype(char)
+def _scalar(name: str, key: str, *operands: bytes):
+    dtype = _DTYPES[key]
     args = [np.frombuffer(b, dtype=dtype)[0] for b in operands]
     fmt = _format(dtype)
     if name == "power":
@@ -356,12 +382,12 @@ def _apply(name: str, *args):
     perturbed = any(dtypes.is_perturbed(a) for a in args)
     plain = [a.view(np.ndarray) if isinstance(a, np.ndarray) else a for a in args]
     dtype = np.result_type(*plain)
-    if dtype.kind != "f" and dtype != dtypes.bfloat16:
+    if not dtypes.is_real(dtype) and dtype != dtypes.bfloat16:
         raise TypeError(f"{name} of {dtype}: the golden's elementary functions take floats.")
     # float16 and bfloat16 evaluate in float32 and round (Eigen::half, NumPy).
     work = dtypes.float32 if dtype.itemsize < 4 else dtype
     if all(np.ndim(a) == 0 for a in plain):  # bias corrections, schedules: from the cache
-        value = _scalar(name, work.char, *(work.type(a).tobytes() for a in plain))
+        value = _scalar(name, _key(work), *(np.asarray(a).astype(work).tobytes() for a in plain))
         if work != dtype:
             with np.errstate(over="ignore"):
                 value = dtype.type(value)
@@ -374,7 +400,7 @@ def _apply(name: str, *args):
     else:
         target, todo = np.empty(flat[0].size, dtype=work), range(flat[0].size)
     for i in todo:
-        target[i] = _scalar(name, work.char, *(a[i].tobytes() for a in flat))
+        target[i] = _scalar(name, _key(work), *(a[i : i + 1].tobytes() for a in flat))
     out = target.reshape(arrays[0].shape)
     if work != dtype:
         with np.errstate(over="ignore"):  # IEEE: beyond the 16-bit range is ±inf

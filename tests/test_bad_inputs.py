@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from optcheck.adapters.base import DTYPES, FEATURES, PROFILES, Capabilities
@@ -503,3 +504,36 @@ def test_the_pytest_plugin_never_passes_on_nothing(args, text, code, message, tm
     assert re.search(message, out, re.S), out
     assert "stale baseline entry" not in out, out
     _no_traceback(out, adapter_error="Raising" in " ".join(args))
+
+
+# -- a machine without binary128 ---------------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["verify", "--adapter", "numpy", "--optimizer", "SGD", "--in-process"], 2),
+        (["verify", "--adapter", "numpy", *ONE[:4], "--dtype", "float64", "--in-process"], 2),
+        (["vectors", "export", "--optimizer", "SGD"], 2),
+        # float64 left out, or tolerances in ulps (no oracle): nothing is refused.
+        (["verify", "--adapter", "numpy", *ONE], 0),
+        (["verify", "--adapter", "numpy", *ONE[:4], "--dtype", "float64", "--ulps", "4",
+          "--max-examples", "1", "--in-process"], 0),
+        (["vectors", "export", "--optimizer", "SGD", "--dtype", "float32"], 0),
+    ],
+)
+def test_float64_without_binary128_is_refused_not_estimated(argv, code, tmp_path, capsys,
+                                                            monkeypatch):
+    """Where NumPy has no IEEE binary128 (NumPy < 2.4 on x86-64, macOS on Intel) float64
+    error estimates would come from a narrower, machine-dependent type: optcheck refuses
+    them before anything runs, and says what to install."""
+    from optcheck.conformance import engine
+    from optcheck.reference import dtypes
+
+    monkeypatch.setattr(dtypes, "binary128", None)
+    assert main([*argv, "--out", str(tmp_path / "out")]) == code
+    if code == 2:
+        assert re.search(r"binary128.*pip install 'numpy>=2\.4' numpy-quaddtype.*--dtype float16 "
+                         r"bfloat16 float32", capsys.readouterr().err, re.S)
+    # The engine refuses too, before any session: the candidate is not blamed.
+    scenario = engine.Scenario("SGD", {}, "keras2", "float64", [np.zeros(2)], [[np.ones(2)]])
+    with pytest.raises(RuntimeError, match="numpy-quaddtype"):
+        engine.check(scenario, ReferenceAdapter())

@@ -22,7 +22,10 @@ from optcheck.reference import dtypes, elementary
 mpmath = pytest.importorskip("mpmath")
 
 ROOT = Path(__file__).resolve().parents[1]
-EXACT_DTYPES = [np.float32, np.float64, np.longdouble]
+# binary128 (the float64 oracle) only where this NumPy has it (reference/dtypes.py).
+EXACT_DTYPES = [np.dtype(t) for t in (np.float32, np.float64, np.longdouble)] + (
+    [dtypes.binary128] if dtypes.binary128 is not None else []
+)
 
 
 def _mp(x) -> mpmath.mpf:
@@ -38,12 +41,13 @@ def _correctly_rounded(value: mpmath.mpf, dtype) -> np.floating:
                                 np.dtype(dtype))  # fmt: skip
 
 
-@pytest.mark.parametrize("dtype", EXACT_DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("dtype", EXACT_DTYPES,
+                         ids=lambda d: "binary128" if d == dtypes.binary128 else d.name)
 def test_every_function_is_correctly_rounded(dtype):
     rng = np.random.default_rng(3)
     x = rng.uniform(1e-3, 3.0, 400).astype(dtype)
     y = rng.uniform(-8.0, 8.0, 400).astype(dtype)
-    angles = (y * dtype(40)).astype(dtype)
+    angles = (y * dtype.type(40)).astype(dtype)
     with mpmath.workprec(400):
         cases = {
             "power": (elementary.power(x, y),
@@ -178,20 +182,35 @@ def _run(args, disabled: list[str], python: str = sys.executable) -> subprocess.
                           text=True, timeout=600)  # fmt: skip
 
 
-def _assert_portable(disabled: list[str], tmp_path, python: str = sys.executable) -> None:
+def _assert_portable(disabled: list[str], tmp_path, python: str = sys.executable,
+                     without_binary128: bool = False) -> None:
     """tests/portability.py's digests and the vectors export, run by ``python`` with
-    ``disabled`` kernels off: equal to this process's and byte-identical to vectors/."""
+    ``disabled`` kernels off: equal to this process's and byte-identical to vectors/.
+    ``without_binary128``: that Python has no binary128, so float64 tolerances are left
+    out of both (and a float64 export must be refused, naming the cure)."""
     from tests import portability
 
     sample = _run(["-m", "tests.portability"], disabled, python)
     assert sample.returncode == 0, sample.stderr
-    assert json.loads(sample.stdout) == portability.digests()
+    expected = portability.digests()
+    if without_binary128:
+        assert expected.pop("tolerances")  # this process has binary128
+    assert json.loads(sample.stdout) == expected
     out = tmp_path / "vectors"
-    export = _run(["-m", "optcheck.cli", "vectors", "export", "--out", str(out)], disabled, python)
-    assert export.returncode == 0, export.stderr
+    export_cmd = ["-m", "optcheck.cli", "vectors", "export", "--out", str(out)]
     committed = ROOT / "vectors"
     files = sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
-    assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == files
+    if without_binary128:
+        refused = _run(export_cmd, disabled, python)
+        assert refused.returncode == 2 and "numpy-quaddtype" in refused.stderr, refused.stderr
+        export_cmd += ["--dtype", "float16", "bfloat16", "float32"]
+    export = _run(export_cmd, disabled, python)
+    assert export.returncode == 0, export.stderr
+    written = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    if without_binary128:
+        files = [f for f in files if f.parts[0] == "cases" and "-float64." not in f.name]
+        written = [f for f in written if f.parts[0] == "cases"]
+    assert written == files
     changed = [str(f) for f in files if (out / f).read_bytes() != (committed / f).read_bytes()]
     assert not changed, f"{len(changed)} files differ ({python}, {disabled} off): {changed[:3]}"
 
@@ -215,11 +234,15 @@ OLDEST_NUMPY_PYTHON = os.environ.get("OPTCHECK_OLDEST_NUMPY_PYTHON")
 
 def test_the_golden_is_the_same_with_the_oldest_supported_numpy(tmp_path):
     """NumPy 1.x promotes differently (value-based casting, not NEP 50): the same sample
-    and export, byte-identical. It caught the Monte Carlo perturbation computing a
-    float32 scalar's 1 + δ in float64 (the tolerances of float64 schedule runs)."""
+    and export, byte-identical, except float64 tolerances, which need binary128 (NumPy
+    ≥ 2.4) and are refused there. (Before binary128 it caught the Monte Carlo perturbation
+    computing a float32 scalar's 1 + δ in float64.)"""
     if not OLDEST_NUMPY_PYTHON:
         pytest.skip("OPTCHECK_OLDEST_NUMPY_PYTHON is unset (.ci/run sets it)")
     version = _run(["-c", "import numpy; print(numpy.__version__)"], [], OLDEST_NUMPY_PYTHON)
     assert version.returncode == 0, version.stderr
     assert version.stdout.startswith("1."), f"{OLDEST_NUMPY_PYTHON} has NumPy {version.stdout}"
-    _assert_portable([], tmp_path, OLDEST_NUMPY_PYTHON)
+    has = _run(["-c", "from optcheck.reference import dtypes; print(dtypes.binary128 is not None)"],
+               [], OLDEST_NUMPY_PYTHON)  # fmt: skip
+    assert has.stdout.strip() == "False", has.stdout + has.stderr  # numpy-quaddtype needs 2.4
+    _assert_portable([], tmp_path, OLDEST_NUMPY_PYTHON, without_binary128=True)

@@ -207,8 +207,8 @@ def test_tolerance_grows_with_the_cancellation_a_step_suffers():
     sgd = Scenario("SGD", {"learning_rate": 0.05}, "keras2", "float64", values, small)
 
     def relative_measured(s, slot):
-        o = ReferenceAdapter(numerics="extended").open(s).step(s.steps[0])
-        mca = ReferenceAdapter(numerics="extended", perturbation=2 * 2.0**-53)
+        o = ReferenceAdapter(numerics="binary128").open(s).step(s.steps[0])
+        mca = ReferenceAdapter(numerics="binary128", perturbation=2 * 2.0**-53)
         p = mca.open(s).step(s.steps[0])
         g = ReferenceAdapter().open(s).step(s.steps[0])
         error = tol.measured_error(g.slots[0][slot], o.slots[0][slot], p.slots[0][slot])
