@@ -52,6 +52,8 @@ class Variant:
     replace_profile: Callable | None = None
     #: A change of the optimizer config dict (defaults variants).
     config: Callable | None = None
+    #: A whole semantics (a backend, the other profile): tried alone, never combined.
+    whole: bool = False
 
     def profile(self, base):
         if self.replace_profile is not None:
@@ -236,6 +238,29 @@ VARIANTS: list[Variant] = [
         _optimizer("Lion"),
     ),
     Variant(
+        "ops_python_float=float32",
+        "in float64, the Python floats passed to Keras ops (EMA momentum, clipnorm, "
+        "global_clipnorm, clipvalue; Ftrl's −p, l1 and 2·l2_shrinkage) become float32 "
+        "tensors, and ops.minimum / "
+        "ops.maximum of a float64 tensor and a Python float compute in float32 (the "
+        "clipnorm divisor, the global-clipnorm scale)",
+        "Keras 3's torch backend (keras/src/backend/torch/numpy.py: convert_to_tensor of a "
+        "Python float is floatx; result_type(float64, float) is float32)",
+        {"ops_python_float": "float32"},
+        lambda s: s.dtype == "float64" and (
+            s.optimizer == "Ftrl" or bool(s.config.get("use_ema"))
+            or any(s.config.get(k) for k in ("clipnorm", "global_clipnorm", "clipvalue"))),
+    ),
+    Variant(
+        "weight_decay_form=scale_float32",
+        "decoupled weight decay as v·(1 − wd·lr) with the factor computed in float32 from "
+        "the float32 rate; Keras subtracts v·wd·lr in the variable dtype",
+        "Keras 3's torch backend (keras/src/backend/torch/optimizers/torch_optimizer.py)",
+        {"weight_decay_form": "scale_float32"},
+        lambda s: s.config.get("weight_decay") not in (None, 0, 0.0)
+        or (s.optimizer == "AdamW" and "weight_decay" not in s.config),
+    ),
+    Variant(
         "sparse_gradients=keep_duplicates",
         "repeated indices of a sparse gradient are not summed before the update: "
         "non-linear terms see each row (Adam's v gains Σg_i², not (Σg_i)²); Keras ≥ 2.10 "
@@ -373,11 +398,25 @@ VARIANTS: list[Variant] = [
         applies=lambda s: s.optimizer in _EPSILON_OPTIMIZERS and "epsilon" not in s.config,
     ),
     Variant(
+        "backend=torch",
+        "Keras 3's torch backend as a whole: Python hyper-parameters rounded once to the "
+        "variable dtype, 1 − β by Python in Nadam and Lion, the generic stages' Python "
+        "floats through float32 in float64 runs, and weight decay as v·(1 − wd·lr) in "
+        "float32 (the rows python_scalar_cast, nadam_one_minus_beta, lion_one_minus_beta, "
+        "ops_python_float and weight_decay_form together)",
+        "keras-team/keras keras/src/backend/torch (numpy.py, optimizers/torch_*.py)",
+        {"python_scalar_cast": "direct", "constant_initializer": "direct",
+         "nadam_one_minus_beta": "python", "lion_one_minus_beta": "python",
+         "ops_python_float": "float32", "weight_decay_form": "scale_float32"},
+        whole=True,
+    ),
+    Variant(
         "other_profile",
         "the other Keras line's semantics as a whole (keras2 ↔ keras3: EMA, clipping, "
         "sparse handling, defaults, rounding forms; reference/profiles.py)",
         "tf-keras tf_keras/optimizers vs keras-team/keras keras/src/optimizers",
         replace_profile=_other_profile,
+        whole=True,
     ),
 ]
 
@@ -399,7 +438,7 @@ def diagnose(scenario, candidate, policy, variants=None, budget: float = BUDGET)
         v for v in catalogue
         if v.relevant(scenario) and (v.profile(base) != base or repr(v.spec(spec)) != repr(spec))
     ]  # fmt: skip
-    specific = [v for v in singles if v.replace_profile is not _other_profile]
+    specific = [v for v in singles if not v.whole]
     candidates = list(singles)
     for size, limit in ((2, MAX_FOR_PAIRS), (3, MAX_FOR_TRIPLES)):
         if len(specific) <= limit:

@@ -33,15 +33,31 @@ def _rewrap(g, values):
     return g.with_values(values) if isinstance(g, IndexedSlices) else values
 
 
-def clip_by_norm(g, clip_norm, division="divide"):
+def _float32_ops(t, float32: bool) -> bool:
+    """Variant ``ops_python_float="float32"`` (reference/profiles.py): float64 only."""
+    return float32 and t.dtype == dtypes.float64
+
+
+def _operand(value, dtype, float32: bool):
+    """A Python float operand of an ``ops`` call: to ``dtype``, or through float32."""
+    return dtypes.cast_scalar(value, dtype, dtypes.FLOATX if float32 else None)
+
+
+def clip_by_norm(g, clip_norm, division="divide", float32=False):
     """Per-tensor clipping: ``(t·c) / max(sqrt(Σt²), c)`` in the gradient dtype
-    (``division="reciprocal"``: ``(t·c)·(1/max(…))``, XLA's rewrite)."""
+    (``division="reciprocal"``: ``(t·c)·(1/max(…))``, XLA's rewrite). ``float32``:
+    Keras 3 on torch in float64, c through float32 and the max computed in float32."""
     t = _values(g)
-    c = dtypes.const(clip_norm, t.dtype)
+    f32 = _float32_ops(t, float32)
+    c = _operand(clip_norm, t.dtype, f32)
     l2sum = np.sum(t * t, keepdims=True)
     l2norm = np.where(l2sum > 0, np.sqrt(np.where(l2sum > 0, l2sum, 1)), l2sum).astype(t.dtype)
     scaled = t * c  # before the divisor: the Monte Carlo draws keep Keras's order
-    divisor = np.maximum(l2norm, c)
+    if f32:
+        c32 = dtypes.const(clip_norm, dtypes.FLOATX)
+        divisor = dtypes.cast(np.maximum(dtypes.cast(l2norm, dtypes.FLOATX), c32), t.dtype)
+    else:
+        divisor = np.maximum(l2norm, c)
     if division == "reciprocal":
         return _rewrap(g, (scaled * (dtypes.const(1, t.dtype) / divisor)).astype(t.dtype))
     return _rewrap(g, (scaled / divisor).astype(t.dtype))
@@ -75,13 +91,21 @@ def global_norm(grads, form: str = "half_squared") -> np.ndarray:
     raise ValueError(f"Unknown global norm form {form!r}.")
 
 
-def clip_by_global_norm(grads, clip_norm, form: str = "half_squared"):
-    """Scale every gradient by ``c·min(1/N, 1/c)``; NaN everywhere if N is not finite."""
+def clip_by_global_norm(grads, clip_norm, form: str = "half_squared", float32=False):
+    """Scale every gradient by ``c·min(1/N, 1/c)``; NaN everywhere if N is not finite.
+    ``float32``: Keras 3 on torch in float64, whose ``ops.minimum`` computes in float32
+    (and ``c·`` that float32 tensor too)."""
     norm = global_norm(grads, form)
     c = dtypes.const(clip_norm, norm.dtype)
     one = dtypes.const(1, norm.dtype)
     with np.errstate(divide="ignore", invalid="ignore"):
-        scale = (c * np.minimum(one / norm, one / c) + (norm - norm)).astype(norm.dtype)
+        if _float32_ops(norm, float32):
+            f = dtypes.FLOATX
+            smaller = np.minimum(dtypes.cast(one / norm, f), dtypes.const(1 / clip_norm, f))
+            scale = (dtypes.cast(dtypes.const(clip_norm, f) * smaller, norm.dtype)
+                     + (norm - norm)).astype(norm.dtype)  # fmt: skip
+        else:
+            scale = (c * np.minimum(one / norm, one / c) + (norm - norm)).astype(norm.dtype)
     out = []
     for g in grads:
         if g is None:
@@ -92,8 +116,9 @@ def clip_by_global_norm(grads, clip_norm, form: str = "half_squared"):
     return out
 
 
-def clip_by_value(g, clip_value):
-    """Element-wise ``max(min(t, cv), −cv)`` in ``tf.clip_by_value``'s order (NaN stays NaN)."""
+def clip_by_value(g, clip_value, float32=False):
+    """Element-wise ``max(min(t, cv), −cv)`` in ``tf.clip_by_value``'s order (NaN stays NaN);
+    ``float32``: the bounds through float32 (Keras 3 on torch, float64)."""
     t = _values(g)
-    cv = dtypes.const(clip_value, t.dtype)
+    cv = _operand(clip_value, t.dtype, _float32_ops(t, float32))
     return _rewrap(g, np.maximum(np.minimum(t, cv), -cv).astype(t.dtype))

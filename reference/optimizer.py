@@ -771,15 +771,17 @@ class Optimizer:
                 return clipping.clip_by_global_norm(
                     grads, self.clipnorm, self.profile.global_norm_form
                 )
-            division = self.profile.clip_division
-            return [None if g is None else clipping.clip_by_norm(g, self.clipnorm, division)
+            division, f32 = self.profile.clip_division, self.profile.ops_python_float == "float32"
+            return [None if g is None else clipping.clip_by_norm(g, self.clipnorm, division, f32)
                     for g in grads]  # fmt: skip
+        f32 = self.profile.ops_python_float == "float32"
         if self.global_clipnorm and self.global_clipnorm > 0:
             return clipping.clip_by_global_norm(
-                grads, self.global_clipnorm, self.profile.global_norm_form
+                grads, self.global_clipnorm, self.profile.global_norm_form, f32
             )
         if self.clipvalue and self.clipvalue > 0:
-            return [None if g is None else clipping.clip_by_value(g, self.clipvalue) for g in grads]
+            return [None if g is None else clipping.clip_by_value(g, self.clipvalue, f32)
+                    for g in grads]  # fmt: skip
         return list(grads)
 
     def _stage_sparse(self, step):
@@ -813,10 +815,22 @@ class Optimizer:
             step.pairs = _map_replicas(step.pairs, lambda gs: self._l2(gs, step.pairs))
             return
         for _, variable in step.pairs:
-            if self._use_weight_decay(variable):
-                lr = self._learning_rate_for(variable)
-                wd = self._cast(self.weight_decay, variable.dtype)
-                variable.assign_sub(variable.numpy() * wd * lr)
+            if not self._use_weight_decay(variable):
+                continue
+            if self.profile.weight_decay_form == "scale_float32":
+                if self._step_learning_rate is None:
+                    self._stage_learning_rate(None)
+                lr32 = dtypes.cast(self._step_learning_rate, dtypes.FLOATX)
+                factor = dtypes.const(1, dtypes.FLOATX) - dtypes.const(self.weight_decay,
+                                                                       dtypes.FLOATX) * lr32
+                value = variable.numpy()
+                wide = dtypes.promote(value.dtype, dtypes.FLOATX)
+                variable.assign(dtypes.cast(dtypes.cast(value, wide) * dtypes.cast(factor, wide),
+                                            value.dtype))  # fmt: skip
+                continue
+            lr = self._learning_rate_for(variable)
+            wd = self._cast(self.weight_decay, variable.dtype)
+            variable.assign_sub(variable.numpy() * wd * lr)
 
     def _l2(self, grads, pairs):
         """Variant ``weight_decay_coupling="l2"``: g ← g + wd·v (dense)."""
@@ -848,7 +862,8 @@ class Optimizer:
                 one_minus_m = dtypes.const(1 - self.ema_momentum, dtype)
             else:
                 first = self._update_count() == 0
-                m = dtypes.const(0 if first else 1, dtype) * dtypes.const(self.ema_momentum, dtype)
+                m = dtypes.const(0 if first else 1, dtype) * self._ops_float(self.ema_momentum,
+                                                                              dtype)
                 one_minus_m = dtypes.const(1, dtype) - m
             average.assign(m * average.numpy() + one_minus_m * variable.numpy())
 
@@ -899,6 +914,12 @@ class Optimizer:
         """
         via = dtypes.FLOATX if self.profile.python_scalar_cast == "via_float32" else None
         return dtypes.cast_scalar(value, dtype, via)
+
+    def _ops_float(self, value, dtype) -> np.ndarray:
+        """A Python float operand of a Keras ``ops`` call, per ``ops_python_float``."""
+        if self.profile.ops_python_float == "float32" and np.dtype(dtype) == dtypes.float64:
+            return dtypes.cast_scalar(value, dtype, dtypes.FLOATX)
+        return dtypes.const(value, dtype)
 
     def _power_base(self, beta, dtype) -> np.ndarray:
         """The β of a bias correction's βᵗ: ``tf.cast`` (:meth:`_cast`), or under the

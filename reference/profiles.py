@@ -171,6 +171,17 @@ class Profile:
     #: advance, equals ``iterations + 2``; with ``iterations`` preset to n before the
     #: first step, the first n + 1 variable updates each advance it).
     nadam_u_product_advance: str = "once_per_step"
+    #: A Python float passed to a Keras ``ops`` call (EMA momentum, clipnorm,
+    #: global_clipnorm, clipvalue; Ftrl's −p, l1, 2·l2_shrinkage) on float64 variables:
+    #: ``"dtype"`` (TensorFlow converts it to the tensor's dtype; JAX keeps it weak) or
+    #: ``"float32"`` (Keras 3's torch backend: ``convert_to_tensor`` gives floatx, and
+    #: ``ops.minimum``/``maximum`` of a float64 tensor and a Python float compute in
+    #: float32, keras-team/keras ``backend/torch/numpy.py``).
+    ops_python_float: str = "dtype"
+    #: Decoupled weight decay: ``"subtract"`` (Keras: v ← v − v·wd·lr in the variable
+    #: dtype) or ``"scale_float32"`` (Keras 3's torch backend, ``torch_optimizer.py``:
+    #: v ← v·(1 − wd·lr), the factor computed in float32 from the float32 rate).
+    weight_decay_form: str = "subtract"
     #: ``"decoupled"`` (Keras: v ← v − v·wd·lr before the update) or ``"l2"``
     #: (wd·v added to the gradient, torch ``Adam(weight_decay=)``).
     weight_decay_coupling: str = "decoupled"

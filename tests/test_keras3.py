@@ -63,6 +63,20 @@ CASES = {
     # β1 within 1e-16 of 1: the cast form of 1 − β1 is 0 in float32 (docs/keras3.md, 13).
     "lion_beta_1_near_one": scenario("Lion", {"learning_rate": 0.01,
                                               "beta_1": 0.9999999999999999}, steps=2),
+    # float64 on torch (docs/keras3.md, 16): Python floats of ops calls through float32.
+    "torch64_adamw": scenario("AdamW", {"learning_rate": 0.01, "weight_decay": 0.05,
+                                        "clipnorm": 0.7, "use_ema": True,
+                                        "ema_momentum": 0.9}, "float64"),
+    "torch64_global_clipnorm": scenario("SGD", {"learning_rate": 0.1,
+                                                "global_clipnorm": 0.3}, "float64"),
+    "torch64_ftrl": scenario("Ftrl", {"learning_rate": 0.1, "learning_rate_power": -0.3,
+                                      "l1_regularization_strength": 0.01,
+                                      "l2_shrinkage_regularization_strength": 0.07},
+                             "float64"),
+    # A norm beyond float32's range: its float32 maximum is inf, the update NaN.
+    "torch64_huge_clipnorm": Scenario("SGD", {"learning_rate": 2.0**-170,
+                                              "clipnorm": 2.0**169}, "keras3", "float64",
+                                      [np.array([1.0, 2.0])], [[np.array([1e50, -1e50])]]),
     "sparse": Scenario("SGD", {"learning_rate": 0.1, "momentum": 0.5}, "keras3", "float32",
                        arrays(1, (4, 2)),
                        [[IndexedSlices(arrays(20 + i, (3, 2))[0], np.array([0, 2, 0]),
@@ -88,6 +102,13 @@ print("RESULT " + json.dumps(results))
 """
 
 BASIC = "adam,adam_bfloat16,sgd_momentum,ema,clipnorm,schedule,gradient_accumulation,round_trip"
+#: keras3-torch in float64, and the diagnosis each must get (docs/keras3.md, 16).
+TORCH64 = {
+    "torch64_adamw": "backend=torch",
+    "torch64_global_clipnorm": "ops_python_float=float32",
+    "torch64_ftrl": "backend=torch",
+    "torch64_huge_clipnorm": "ops_python_float=float32",
+}
 
 
 def _run(cases: str, *adapters: str) -> dict:
@@ -114,7 +135,7 @@ def jax_results():
 @pytest.fixture(scope="module")
 def torch_results():
     pytest.importorskip("torch")
-    return _run(BASIC + ",lion_beta_1_near_one", "keras3-torch")
+    return _run(BASIC + ",lion_beta_1_near_one," + ",".join(TORCH64), "keras3-torch")
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +186,20 @@ def test_torch_lion_computes_one_minus_beta_in_python(torch_results):
     found = torch_results["keras3-torch:lion_beta_1_near_one"]
     assert found.startswith("step 1 variable") and found.endswith(
         "matches variant lion_one_minus_beta=python"), found
+
+
+@pytest.mark.parametrize("case", sorted(TORCH64))
+def test_torch_float64_routes_python_floats_through_float32(torch_results, case):
+    """Keras's torch backend converts a Python float operand of an ``ops`` call to a
+    float32 tensor, and ``ops.minimum``/``maximum`` of a float64 tensor and a Python
+    float compute in float32; with its weight decay v·(1 − wd·lr) in float32 that is
+    the variant ``backend=torch`` (one cause alone: that cause's own variant). A norm
+    beyond float32's range makes the clipnorm step NaN (docs/keras3.md, 16)."""
+    found = torch_results[f"keras3-torch:{case}"]
+    assert found.startswith("step 1 ") and found.endswith(f"matches variant {TORCH64[case]}"), (
+        found)
+    if case == "torch64_huge_clipnorm":
+        assert found.split(";")[0].endswith("!= nan"), found
 
 
 @pytest.mark.parametrize("adapter", ["keras3-tensorflow", "keras3-tensorflow-function"])

@@ -124,12 +124,13 @@ class Ftrl(Optimizer):
         index = self._get_variable_index(variable)
         accum, linear = self._accumulators[index], self._linears[index]
         two = dtypes.const(2, dtype)
-        minus_lr_power = dtypes.const(-self.learning_rate_power, dtype)
-        l1 = dtypes.const(self.l1_regularization_strength, dtype)
-        minus_l1 = dtypes.const(-self.l1_regularization_strength, dtype)
+        # Operands of Keras's ops calls (ops_python_float); the rest are Python operators.
+        minus_lr_power = self._ops_float(-self.learning_rate_power, dtype)
+        l1 = self._ops_float(self.l1_regularization_strength, dtype)
+        minus_l1 = self._ops_float(-self.l1_regularization_strength, dtype)
         l2 = dtypes.const(self.l2_regularization_strength, dtype)
         beta = dtypes.const(self.beta, dtype)
-        two_l2_shrinkage = dtypes.const(2 * self.l2_shrinkage_regularization_strength, dtype)
+        two_l2_shrinkage = self._ops_float(2 * self.l2_shrinkage_regularization_strength, dtype)
         value = variable.numpy()
 
         l2_reg = l2 + beta / (two * lr)
