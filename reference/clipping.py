@@ -35,7 +35,7 @@ def _rewrap(g, values):
 
 def _float32_ops(t, float32: bool) -> bool:
     """Variant ``ops_python_float="float32"`` (reference/profiles.py): float64 only."""
-    return float32 and t.dtype == dtypes.float64
+    return float32 and dtypes.beyond_float32(t.dtype)
 
 
 def _operand(value, dtype, float32: bool):

@@ -77,6 +77,13 @@ def require_binary128() -> np.dtype:
     return binary128
 
 
+def beyond_float32(dtype) -> bool:
+    """float64 or the binary128 of its oracle: where a variant's float32 roundings
+    (``ops_python_float``) apply, in the golden and its error estimate alike."""
+    dtype = np.dtype(dtype)
+    return dtype == float64 or (binary128 is not None and dtype == binary128)
+
+
 def is_real(dtype) -> bool:
     """A NumPy binary floating type (float16, 32, 64, binary128), not bfloat16
     (an ml_dtypes type): what Monte Carlo arithmetic perturbs."""
