@@ -36,6 +36,7 @@ from optcheck.adapters.numpy_reference import ReferenceAdapter
 from optcheck.reference import dtypes
 from optcheck.reference.sparse import IndexedSlices, PerReplica
 
+from . import timing
 from . import tolerance as tol
 from .scenario import Scenario
 
@@ -430,8 +431,8 @@ def check(
     # tolerance see the pristine scenario (which also replays in shrinking, diagnosis and
     # the repro script).
     mine = copy.deepcopy(scenario)
-    g_session = golden.open(scenario)
-    c_session = candidate.open(mine)
+    g_session = timing.open_session(golden, scenario, "golden")
+    c_session = timing.open_session(candidate, mine, "adapter")
     sessions = [g_session, c_session]
     change = scenario_change(mine, scenario)
     if change:
@@ -439,12 +440,13 @@ def check(
         g_session.close()
         raise AdapterError(f"adapter {name!r} modified {change} of the scenario it was given, "
                            "in open")  # fmt: skip
-    o_session = oracle_adapter.open(scenario) if measure else None
-    p_session = mca_adapter.open(scenario) if measure else None
+    o_session = timing.open_session(oracle_adapter, scenario, "golden") if measure else None
+    p_session = timing.open_session(mca_adapter, scenario, "golden") if measure else None
     l_session = None
     if measure and tol.shifts_learning_rate(scenario):
-        l_session = ReferenceAdapter(numerics=_oracle_numerics(scenario.dtype), variant=variant,
-                                     learning_rate_scale=1 + tol.LR_RELATIVE).open(scenario)
+        shifted = ReferenceAdapter(numerics=_oracle_numerics(scenario.dtype), variant=variant,
+                                   learning_rate_scale=1 + tol.LR_RELATIVE)
+        l_session = timing.open_session(shifted, scenario, "golden")
     references = [s for s in (o_session, p_session, l_session) if s is not None]
     sessions += references
     skip = scenario.skip_gradients_aggregation

@@ -97,7 +97,7 @@ from optcheck.adapters.base import Adapter, Observation
 from optcheck.reference import dtypes, elementary
 from optcheck.reference.sparse import IndexedSlices, PerReplica, to_dense
 
-from . import engine
+from . import engine, timing
 from . import tolerance as tol
 from .engine import Divergence
 from .features import scenario_needs
@@ -151,7 +151,7 @@ def run(adapter: Adapter, scenario: Scenario) -> list[Observation]:
         unchanged(where)
         return _copy(obs)
 
-    session = adapter.open(mine)
+    session = timing.open_session(adapter, mine, "adapter")
     try:
         unchanged("open")
         out = []

@@ -12,6 +12,9 @@
                    "summary": {…}, "seconds": 95.0,
                    "cases": [{"id", "adapter", "optimizer", "feature", "dtype", "profile",
                               "kind", "status", "tolerance", "examples", "seconds", "seed",
+                              # where the seconds went (conformance/timing.py): "timing"
+                              #   ({stage: {"adapter", "golden", "suite"}}, stages
+                              #   "examples", "shrink", "diagnosis" that took time)
                               # deviation: "first_divergence" ({step, quantity,
                               #   index, expected, actual, error, tolerance}; for a
                               #   metamorphic case {property, message}), "scenario",

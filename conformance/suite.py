@@ -41,7 +41,7 @@ import numpy as np
 from optcheck.adapters import registry
 from optcheck.adapters.base import FEATURES, Capabilities, InvalidCapabilities, check_capabilities
 
-from . import engine, goldens, settings
+from . import engine, goldens, settings, timing
 from .scenario import Scenario
 from .tolerance import Policy
 
@@ -285,7 +285,7 @@ def run_case(case: Case, ctx: Context, adapter=None) -> dict:
         return unsupported_result(case, ctx)
     started = time.perf_counter()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), timing.recording() as spent:
             # Warnings are the implementations' business (Keras warns about None
             # gradients); a user's -W error must not turn them into case errors.
             warnings.simplefilter("ignore")
@@ -298,6 +298,7 @@ def run_case(case: Case, ctx: Context, adapter=None) -> dict:
                 result = _run_metamorphic(case, ctx, adapter)
             else:
                 result = _run_property(case, ctx, adapter)
+            result["timing"] = spent()
     except (KeyboardInterrupt, GeneratorExit):
         raise
     except BaseException as exc:  # SystemExit from an adapter is its error too
@@ -478,6 +479,8 @@ class _DrawnRun:
             from hypothesis import reject
 
             reject()
+        if self.failed_at is not None:
+            timing.enter_stage("shrink")
         counter = "examples" if self.failed_at is None else "shrink_steps"
         setattr(self, counter, getattr(self, counter) + 1)
         self.failing = scenario
@@ -565,7 +568,8 @@ def _call_arguments(config: dict) -> str:
 def _safe_diagnosis(diagnose, scenario) -> dict:
     """A diagnosis that fails is reported as such; it never changes the case's status."""
     try:
-        return diagnose(scenario)
+        with timing.stage("diagnosis"):
+            return diagnose(scenario)
     except Exception as exc:
         return {"verdict": f"not diagnosed ({type(exc).__name__}: {exc})", "variant": None,
                 "summary": "", "source": "", "tried": [], "seconds": 0.0}  # fmt: skip
@@ -598,7 +602,7 @@ def session_runner(adapter) -> goldens.Runner:
     def runner(spec, initial_values, steps, profile, options):
         scenario = golden_scenario(spec, initial_values, steps, profile, options)
         shapes = engine.template(scenario)
-        session = adapter.open(scenario)
+        session = timing.open_session(adapter, scenario, "adapter")
         try:
             rows = []
             for k, step in enumerate(scenario.steps, start=1):
