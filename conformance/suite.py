@@ -395,7 +395,10 @@ def _run_drawn(case, ctx, adapter, strategy, check, describe_failure, tolerance,
     try:
         # The examples must not depend on what else is installed or imported here.
         with settings.isolated_generation():
-            runner()
+            try:
+                runner()
+            except _ShrinkCut:
+                raise run.restore_best() from None
     except Unsatisfiable:  # only scenarios the adapter cannot run (or that do not apply)
         result.update(_unsupported_reason(run) if run.examples == 0 else {"status": "pass"})
     except _Deviation:
@@ -433,14 +436,21 @@ class _Skip(Exception):
     """A drawn scenario the check cannot use (a metamorphic property does not apply)."""
 
 
+class _ShrinkCut(BaseException):
+    """Ends hypothesis's shrinking at once (a BaseException: hypothesis lets it through);
+    :func:`_run_drawn` then reports the smallest failure found so far."""
+
+
 class _DrawnRun:
     """The function hypothesis calls with each scenario of a drawn case.
 
-    Time limits (the level's): once ``budget`` seconds have passed without a failure,
-    no new example is checked; once ``shrink_budget`` seconds have passed since the first
-    failure, only scenarios already known to fail fail again (from memory, so the
-    minimal one hypothesis replays last is still the one reported) and every other
-    candidate passes unchecked, which ends shrinking quickly.
+    Limits (the level's): once ``budget`` seconds have passed without a failure, no new
+    example is checked; once ``shrink_budget`` seconds have passed since the first
+    failure, or ``shrink_steps`` scenarios have been replayed while shrinking, shrinking
+    stops (:class:`_ShrinkCut`) and the last failing scenario — the smallest hypothesis
+    found, since it only tries smaller ones — is reported. Stopping, rather than letting
+    the remaining candidates pass unchecked, matters: hypothesis still draws each of them,
+    and drawing a scenario costs more than checking it on a fast adapter.
     """
 
     def __init__(self, check, caps, level):
@@ -454,7 +464,7 @@ class _DrawnRun:
         self.divergence = None
         self.failed_at: float | None = None
         self.truncated = False
-        self.known: dict[str, tuple] = {}  # scenario JSON -> (failure, exception)
+        self.best: tuple | None = None  # (scenario, failure, exception): smallest so far
 
     def __call__(self, scenario: Scenario) -> None:
         now = time.perf_counter()
@@ -462,14 +472,12 @@ class _DrawnRun:
             budget = self.level.budget
             if budget is not None and self.examples and now - self.started > budget:
                 return  # over the time budget: no new example
-        elif (self.level.shrink_budget is not None
-              and now - self.failed_at > self.level.shrink_budget):  # fmt: skip
+        elif ((self.level.shrink_budget is not None
+               and now - self.failed_at > self.level.shrink_budget)
+              or (self.level.shrink_steps is not None
+                  and self.shrink_steps >= self.level.shrink_steps)):  # fmt: skip
             self.truncated = True
-            known = self.known.get(scenario.to_json())
-            if known is None:
-                return
-            self.failing, self.divergence = scenario, known[0]
-            raise known[1]
+            raise _ShrinkCut()
         missing = self.caps.missing(scenario.optimizer, scenario.needs, scenario.dtype,
                                     scenario.profile)  # fmt: skip
         if missing:
@@ -506,7 +514,14 @@ class _DrawnRun:
     def _failed(self, scenario, found, exc) -> None:
         if self.failed_at is None:
             self.failed_at = time.perf_counter()
-        self.known[scenario.to_json()] = (found, exc)
+        # Hypothesis shrinks the first failure's kind; another kind met on the way is not it.
+        if self.best is None or type(exc) is type(self.best[2]):
+            self.best = (scenario, found, exc)
+
+    def restore_best(self) -> BaseException:
+        """After a cut: the smallest failure found becomes the case's; its exception."""
+        self.failing, self.divergence, exc = self.best
+        return exc
 
 
 def _run_seed(case: Case, ctx: Context, adapter) -> dict:

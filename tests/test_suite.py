@@ -284,6 +284,32 @@ def test_a_cut_short_shrink_still_reports_a_failing_scenario(monkeypatch):
     assert engine.divergence_dict(found) == result["first_divergence"]
 
 
+@pytest.mark.parametrize("limit", [1, 5])
+def test_shrinking_stops_after_its_step_limit_and_reports_the_smallest_failure(monkeypatch,
+                                                                                limit):
+    """ci's ``shrink_steps``: after that many replays hypothesis stops drawing at once (it
+    would otherwise draw hundreds more candidates), and the reported scenario is the last
+    failing one, which still fails with the reported divergence."""
+    from optcheck.conformance import settings
+
+    monkeypatch.setitem(settings.LEVELS, "ci", replace(settings.LEVELS["ci"], shrink_steps=limit,
+                                                       shrink_budget=None))  # fmt: skip
+    calls = []
+    real = suite._DrawnRun.__call__
+    monkeypatch.setattr(suite._DrawnRun, "__call__",
+                        lambda self, scenario: calls.append(1) or real(self, scenario))
+    ctx = ctx_for(f"{HERE}:WrongUpdate", optimizers=["SGD"], features=["plain"])
+    (case,) = suite.plan(ctx).cases
+    result = suite.run_case(case, ctx)
+    assert result["status"] == "deviation" and result["shrink_truncated"]
+    assert result["shrink_steps"] == limit
+    # The examples up to the failure, the replays, and the one call that stopped it.
+    assert len(calls) == result["examples"] + limit + 1
+    embedded = result["repro"].split("SCENARIO = ", 1)[1].split("\n", 1)[0].strip()[1:-1]
+    found = engine.check(Scenario.from_json(embedded), WrongUpdate(), Policy())
+    assert engine.divergence_dict(found) == result["first_divergence"]
+
+
 def test_metamorphic_cases_run_properties_and_reproduce(tmp_path, on_path):
     ctx = ctx_for(f"{HERE}:LossyRoundTrip", optimizers=["SGD"], features=["metamorphic:*"],
                   metamorphic=True)  # fmt: skip
