@@ -246,7 +246,66 @@ def _slug(*parts: str) -> str:
     return "-".join("".join(ch if ch.isalnum() else "_" for ch in p) for p in parts)
 
 
+def install_command(entries: list[dict]) -> str:
+    """One ``pip install`` for every unavailable adapter whose reason names one."""
+    extras, others = set(), set()
+    for e in entries:
+        for found in re.finditer(r"pip install ([^)]*)", e.get("reason") or ""):
+            for token in (t.strip("'\"") for t in found.group(1).split()):
+                extra = re.fullmatch(r"optcheck\[([\w,-]+)\]", token)
+                if extra:
+                    extras.update(extra.group(1).split(","))
+                else:
+                    others.add(token)
+    parts = ([f"'optcheck[{','.join(sorted(extras))}]'"] if extras else []) + sorted(others)
+    return "pip install " + " ".join(parts) if parts else ""
+
+
+def _diagnoses(cases: list[dict]) -> str:
+    """``variant ×n`` for a list of deviating and erring cases, most frequent first."""
+    counts: dict[str, int] = {}
+    for c in cases:
+        key = ("error" if c["status"] == "error"
+               else (c.get("diagnosis") or {}).get("variant") or "unexplained")  # fmt: skip
+        counts[key] = counts.get(key, 0) + 1
+    return "; ".join(f"{k} ×{n}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def _found(doc: Document, available: list[dict], missing: list[dict]) -> None:
+    """The first screen: which adapters deviate and why, which conform, what is missing."""
+    doc.add(Heading(2, "What was found", "found"))
+    bad = [e for e in available if e["summary"].get("deviation") or e["summary"].get("error")]
+    if bad:
+        doc.add(Table(["adapter", "profile", "deviations", "errors", "diagnoses"],
+                      [[Cell(e["name"], href=f"#{_slug('conf', e['profile'], e['name'])}"),
+                        e["profile"], str(e["summary"].get("deviation", 0)),
+                        str(e["summary"].get("error", 0)),
+                        _diagnoses([c for c in e["cases"]
+                                    if c["status"] in ("deviation", "error")])]
+                       for e in bad],
+                      anchor="found-deviations",
+                      caption="Adapters with cases that do not conform, and the known "
+                      "variant each deviation matches (conformance/diagnosis.py)."))  # fmt: skip
+    good = [e for e in available if e not in bad and conforming_share(e["summary"])]
+    if good:
+        doc.add(Para("Every supported case conforms: " + ", ".join(
+            f"{e['name']} ({e['profile']})" for e in good) + "."))  # fmt: skip
+    if not bad and not good:
+        doc.add(Para("No adapter ran a supported case."))
+    if missing:
+        names = ", ".join(dict.fromkeys(e["name"] for e in missing))
+        command = install_command(missing)
+        doc.add(Para(f"Not installed here ({len(dict.fromkeys(e['name'] for e in missing))} "
+                     f"adapters): {names}." + (f" Install: `{command}`." if command else "")))
+
+
 def _conformance(doc: Document, entries: list[dict]) -> None:
+    # Not installed: one line with the install command; unavailable for another reason
+    # (a broken adapter, a Keras backend clash): a row and a section, as any adapter.
+    missing = [e for e in entries
+               if not e["available"] and "not installed" in (e.get("reason") or "")]
+    entries = [e for e in entries if e not in missing]
+    _found(doc, [e for e in entries if e["available"]], missing)
     doc.add(Heading(2, "Conformance", "conformance"))
     doc.add(Para("Each case runs one optimizer with one feature in one dtype (or one "
                  "metamorphic property, golden table or seed-page example) through the "

@@ -258,3 +258,34 @@ def test_page_in_headless_chromium(report):
     assert {"conformance-summary", "environment", "comparison-table"} <= set(ids)
     assert shot.stat().st_size > 10_000
     shutil.copy(report / "report.html", ARTIFACTS / "report.html")
+
+
+def test_the_first_screen_says_what_was_found(conformance_json, tmp_path):
+    """Deviating adapters with their diagnoses first, then those that conform; adapters
+    that are not installed collapse into one line with one install command (no rows)."""
+    data = json.loads(conformance_json.read_text())
+    numpy_entry = next(a for a in data["adapters"] if a["name"] == "numpy")
+    for name, extra in (("torch", "torch"), ("optax", "jax"), ("tf-keras", "tf")):
+        data["adapters"].append({**numpy_entry, "name": name, "available": False,
+                                 "reason": f"{name} is not installed (pip install "
+                                           f"'optcheck[{extra}]')",
+                                 "cases": [], "version": ""})  # fmt: skip
+    path = tmp_path / "conformance.json"
+    path.write_text(json.dumps(data))
+    out = tmp_path / "report"
+    assert main(["report", "--conformance", str(path), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert headings[0].endswith("What was found"), headings
+    first = md.split("What was found")[1].split("Conformance")[0]
+    variant = _entries(conformance_json)[VARIANT_ADAPTER]
+    row = next(line for line in first.splitlines() if f"[{VARIANT_ADAPTER}]" in line)
+    count = sum(1 for c in variant["cases"] if (c.get("diagnosis") or {}).get("variant")
+                == "adam_epsilon=corrected")  # fmt: skip
+    assert f"adam_epsilon=corrected ×{count}" in row, row
+    assert "Every supported case conforms: numpy (keras2)." in first
+    assert ("Not installed here (3 adapters): torch, optax, tf-keras. Install: "
+            "`pip install 'optcheck[jax,tf,torch]'`.") in first
+    summary = md.split("</a>Conformance")[1]
+    assert not any(line.startswith(("| keras2 | [torch]", "| keras2 | [optax]"))
+                   for line in summary.splitlines())  # fmt: skip
