@@ -16,40 +16,38 @@ HERE = "tests.test_timing"
 NAP = 0.01
 
 
-class _Napping(ReferenceSession):
-    naps = 0
+class _Naps:
+    """Sleeps NAP seconds in each step, then steps as its other base does."""
 
     def step(self, gradients, skip_gradients_aggregation=False):
         time.sleep(NAP)
-        _Napping.naps += 1
+        _Naps.naps += 1
         return super().step(gradients, skip_gradients_aggregation)
 
 
-class Napping(ReferenceAdapter):
-    """The golden, sleeping NAP seconds in each step."""
-
-    def open(self, scenario):
-        return _Napping(self._package, scenario, self.numerics)
+_Naps.naps = 0
 
 
-class _NappingWrong(_Doubling):
-    def step(self, gradients, skip_gradients_aggregation=False):
-        time.sleep(NAP)
-        _Napping.naps += 1
-        return super().step(gradients, skip_gradients_aggregation)
+def _adapter(session_class, doc: str):
+    class Toy(ReferenceAdapter):
+        __doc__ = doc
+
+        def open(self, scenario):
+            return session_class(self._package, scenario, self.numerics)
+
+    return Toy
 
 
-class NappingWrong(ReferenceAdapter):
-    """Twice the gradient (a deviation at step 1), sleeping NAP seconds in each step."""
-
-    def open(self, scenario):
-        return _NappingWrong(self._package, scenario, self.numerics)
+Napping = _adapter(type("_Napping", (_Naps, ReferenceSession), {}),
+                   "The golden, sleeping NAP seconds in each step.")
+NappingWrong = _adapter(type("_NappingWrong", (_Naps, _Doubling), {}),
+                        "Twice the gradient (a deviation at step 1), sleeping in each step.")
 
 
 def _run(adapter: str) -> dict:
     ctx = ctx_for(f"{HERE}:{adapter}", optimizers=["SGD"], features=["plain"], strategies=SUITE)
     (case,) = suite.plan(ctx).cases
-    _Napping.naps = 0
+    _Naps.naps = 0
     return suite.run_case(case, ctx)
 
 
@@ -62,7 +60,7 @@ def test_a_passing_case_counts_every_step_of_the_adapter_as_the_adapters():
     assert result["status"] == "pass"
     spent = result["timing"]
     assert set(spent) == {"examples"} and set(spent["examples"]) == set(timing.PLACES)
-    assert spent["examples"]["adapter"] >= _Napping.naps * NAP > 0
+    assert spent["examples"]["adapter"] >= _Naps.naps * NAP > 0
     assert spent["examples"]["golden"] > 0
     assert _total(spent) <= result["seconds"] + 1e-3
 
@@ -74,7 +72,7 @@ def test_a_deviation_splits_examples_shrinking_and_diagnosis():
     assert set(spent) == {"examples", "shrink", "diagnosis"}, spent
     # Each variant the diagnosis tried re-ran the adapter: its sleeps are in "diagnosis".
     assert spent["diagnosis"]["adapter"] >= len(result["diagnosis"]["tried"]) * NAP
-    assert sum(s["adapter"] for s in spent.values()) >= _Napping.naps * NAP
+    assert sum(s["adapter"] for s in spent.values()) >= _Naps.naps * NAP
     assert _total(spent) <= result["seconds"] + 1e-3
 
 
