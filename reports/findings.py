@@ -129,7 +129,12 @@ def table(records: list[dict]) -> str:
         out += ["", "Variants named above (`conformance/diagnosis.py`):", ""]
         parts = {p for v in legend for p in v.split(" + ")}
         summaries = {k: v for k, v in legend.items() if " + " not in k}
-        out += [f"- `{p}`: {_cell(summaries.get(p, ''), 300)}" for p in sorted(parts)]
+        # A variant met only inside a combination: its summary from the catalogue.
+        from optcheck.conformance.diagnosis import VARIANTS
+
+        catalogue = {v.name: v.summary for v in VARIANTS}
+        out += [f"- `{p}`: {_cell(summaries.get(p) or catalogue.get(p, ''), 300)}"
+                for p in sorted(parts)]  # fmt: skip
     return "\n".join(out) + "\n"
 
 
