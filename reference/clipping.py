@@ -34,13 +34,9 @@ def _rewrap(g, values):
 
 
 def _float32_ops(t, float32: bool) -> bool:
-    """Variant ``ops_python_float="float32"`` (reference/profiles.py): float64 only."""
+    """Variant ``ops_python_float="float32"`` (reference/profiles.py), which computes in
+    float32 only for float64 (and its binary128 oracle)."""
     return float32 and dtypes.beyond_float32(t.dtype)
-
-
-def _operand(value, dtype, float32: bool):
-    """A Python float operand of an ``ops`` call: to ``dtype``, or through float32."""
-    return dtypes.cast_scalar(value, dtype, dtypes.FLOATX if float32 else None)
 
 
 def clip_by_norm(g, clip_norm, division="divide", float32=False):
@@ -49,7 +45,7 @@ def clip_by_norm(g, clip_norm, division="divide", float32=False):
     Keras 3 on torch in float64, c through float32 and the max computed in float32."""
     t = _values(g)
     f32 = _float32_ops(t, float32)
-    c = _operand(clip_norm, t.dtype, f32)
+    c = dtypes.ops_operand(clip_norm, t.dtype, float32)
     l2sum = np.sum(t * t, keepdims=True)
     l2norm = np.where(l2sum > 0, np.sqrt(np.where(l2sum > 0, l2sum, 1)), l2sum).astype(t.dtype)
     scaled = t * c  # before the divisor: the Monte Carlo draws keep Keras's order
@@ -120,5 +116,5 @@ def clip_by_value(g, clip_value, float32=False):
     """Element-wise ``max(min(t, cv), −cv)`` in ``tf.clip_by_value``'s order (NaN stays NaN);
     ``float32``: the bounds through float32 (Keras 3 on torch, float64)."""
     t = _values(g)
-    cv = _operand(clip_value, t.dtype, _float32_ops(t, float32))
+    cv = dtypes.ops_operand(clip_value, t.dtype, float32)
     return _rewrap(g, np.maximum(np.minimum(t, cv), -cv).astype(t.dtype))

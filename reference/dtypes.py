@@ -84,6 +84,15 @@ def beyond_float32(dtype) -> bool:
     return dtype == float64 or (binary128 is not None and dtype == binary128)
 
 
+def ops_operand(value, dtype, via_float32: bool = False) -> np.ndarray:
+    """A Python float operand of a Keras ``ops`` call: rounded once to ``dtype``, or,
+    ``via_float32`` (profile ``ops_python_float="float32"``, Keras 3 on torch) through
+    a float32 tensor first where ``dtype`` is wider than float32."""
+    if via_float32 and beyond_float32(dtype):
+        return cast_scalar(value, dtype, FLOATX)
+    return const(value, dtype)
+
+
 def is_real(dtype) -> bool:
     """A NumPy binary floating type (float16, 32, 64, binary128), not bfloat16
     (an ml_dtypes type): what Monte Carlo arithmetic perturbs."""

@@ -917,9 +917,7 @@ class Optimizer:
 
     def _ops_float(self, value, dtype) -> np.ndarray:
         """A Python float operand of a Keras ``ops`` call, per ``ops_python_float``."""
-        if self.profile.ops_python_float == "float32" and dtypes.beyond_float32(dtype):
-            return dtypes.cast_scalar(value, dtype, dtypes.FLOATX)
-        return dtypes.const(value, dtype)
+        return dtypes.ops_operand(value, dtype, self.profile.ops_python_float == "float32")
 
     def _power_base(self, beta, dtype) -> np.ndarray:
         """The β of a bias correction's βᵗ: ``tf.cast`` (:meth:`_cast`), or under the
