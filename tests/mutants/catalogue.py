@@ -593,8 +593,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "weight_decay_without_learning_rate",
         "optimizer.py",
-        "                variable.assign_sub(variable.numpy() * wd * lr)",
-        "                variable.assign_sub(variable.numpy() * wd)",
+        "            variable.assign_sub(variable.numpy() * wd * lr)",
+        "            variable.assign_sub(variable.numpy() * wd)",
         "decoupled weight decay without the learning rate (v ← v − v·wd; the Keras 2.9 fix "
         "before 2.10)",
         features=("weight_decay",),
@@ -671,7 +671,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "clipnorm_applied_globally",
         "optimizer.py",
         "            return [None if g is None else clipping.clip_by_norm(g, self.clipnorm, "
-        "division)\n                    for g in grads]  # fmt: skip",
+        "division, f32)\n                    for g in grads]  # fmt: skip",
         "            return clipping.clip_by_global_norm(grads, self.clipnorm, "
         "self.profile.global_norm_form)",
         "clipnorm clips by the global norm of all gradients (torch clip_grad_norm_) instead "
@@ -684,7 +684,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "optimizer.py",
         _lines(
             "            return clipping.clip_by_global_norm(",
-            "                grads, self.global_clipnorm, self.profile.global_norm_form",
+            "                grads, self.global_clipnorm, self.profile.global_norm_form, f32",
             "            )",
         ),
         _lines(
@@ -740,9 +740,9 @@ MUTANTS: tuple[Mutant, ...] = (
         "clipvalue_applied_with_clipnorm",
         "optimizer.py",
         "            return [None if g is None else clipping.clip_by_norm(g, self.clipnorm, "
-        "division)",
+        "division, f32)",
         "            grads = [None if g is None else clipping.clip_by_norm(g, self.clipnorm, "
-        "division)",
+        "division, f32)",
         "clipvalue applied as well when clipnorm is set (Keras 2 ignores it: exactly one "
         "clipping transform)",
         profiles=("keras2",),
