@@ -115,10 +115,12 @@ def _several(s) -> bool:
     return len(s.initial_values) > 1
 
 
+def _clipped(s) -> bool:
+    return any(s.config.get(k) for k in ("clipnorm", "global_clipnorm", "clipvalue"))
+
+
 def _replicas(s) -> bool:
-    return "replicas" in s.needs and any(
-        s.config.get(k) for k in ("clipnorm", "global_clipnorm", "clipvalue")
-    )
+    return "replicas" in s.needs and _clipped(s)
 
 
 def _float64_schedule(schedule: dict) -> dict:
@@ -248,8 +250,7 @@ VARIANTS: list[Variant] = [
         "Python float is floatx; result_type(float64, float) is float32)",
         {"ops_python_float": "float32"},
         lambda s: s.dtype == "float64" and (
-            s.optimizer == "Ftrl" or bool(s.config.get("use_ema"))
-            or any(s.config.get(k) for k in ("clipnorm", "global_clipnorm", "clipvalue"))),
+            s.optimizer == "Ftrl" or bool(s.config.get("use_ema")) or _clipped(s)),
     ),
     Variant(
         "weight_decay_form=scale_float32",

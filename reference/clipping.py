@@ -92,7 +92,6 @@ def clip_by_global_norm(grads, clip_norm, form: str = "half_squared", float32=Fa
     ``float32``: Keras 3 on torch in float64, whose ``ops.minimum`` computes in float32
     (and ``c·`` that float32 tensor too)."""
     norm = global_norm(grads, form)
-    c = dtypes.const(clip_norm, norm.dtype)
     one = dtypes.const(1, norm.dtype)
     with np.errstate(divide="ignore", invalid="ignore"):
         if _float32_ops(norm, float32):
@@ -101,6 +100,7 @@ def clip_by_global_norm(grads, clip_norm, form: str = "half_squared", float32=Fa
             scale = (dtypes.cast(dtypes.const(clip_norm, f) * smaller, norm.dtype)
                      + (norm - norm)).astype(norm.dtype)  # fmt: skip
         else:
+            c = dtypes.const(clip_norm, norm.dtype)
             scale = (c * np.minimum(one / norm, one / c) + (norm - norm)).astype(norm.dtype)
     out = []
     for g in grads:

@@ -66,7 +66,8 @@ if binary128 is not None:
 BINARY128_MISSING = (
     "float64 tolerances are estimated in IEEE binary128, which this NumPy lacks "
     f"(long double here has {np.finfo(np.longdouble).nmant + 1} significand bits): "
-    "install numpy-quaddtype (needs NumPy >= 2.4), e.g. pip install 'numpy>=2.4' numpy-quaddtype"
+    "install numpy-quaddtype (needs NumPy >= 2.4), e.g. pip install 'numpy>=2.4' numpy-quaddtype; "
+    "or leave float64 out: --dtype float16 bfloat16 float32"
 )
 
 

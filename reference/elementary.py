@@ -323,18 +323,8 @@ def _binary128_bits(value: Fraction) -> int:
     return bits | (1 << 127 if value < 0 else 0)
 
 
-#: Result dtypes by their ``str``: the cache's key (binary128 has no type character).
-_DTYPES: dict[str, np.dtype] = {}
-
-
-def _key(dtype: np.dtype) -> str:
-    _DTYPES.setdefault(str(dtype), dtype)
-    return str(dtype)
-
-
 @functools.lru_cache(maxsize=1 << 16)
-def _scalar(name: str, key: str, *operands: bytes):
-    dtype = _DTYPES[key]
+def _scalar(name: str, dtype: np.dtype, *operands: bytes):
     args = [np.frombuffer(b, dtype=dtype)[0] for b in operands]
     fmt = _format(dtype)
     if name == "power":
@@ -387,7 +377,7 @@ def _apply(name: str, *args):
     # float16 and bfloat16 evaluate in float32 and round (Eigen::half, NumPy).
     work = dtypes.float32 if dtype.itemsize < 4 else dtype
     if all(np.ndim(a) == 0 for a in plain):  # bias corrections, schedules: from the cache
-        value = _scalar(name, _key(work), *(np.asarray(a).astype(work).tobytes() for a in plain))
+        value = _scalar(name, work, *(np.asarray(a).astype(work).tobytes() for a in plain))
         if work != dtype:
             with np.errstate(over="ignore"):
                 value = dtype.type(value)
@@ -400,7 +390,7 @@ def _apply(name: str, *args):
     else:
         target, todo = np.empty(flat[0].size, dtype=work), range(flat[0].size)
     for i in todo:
-        target[i] = _scalar(name, _key(work), *(a[i : i + 1].tobytes() for a in flat))
+        target[i] = _scalar(name, work, *(a[i : i + 1].tobytes() for a in flat))
     out = target.reshape(arrays[0].shape)
     if work != dtype:
         with np.errstate(over="ignore"):  # IEEE: beyond the 16-bit range is ±inf

@@ -818,9 +818,7 @@ class Optimizer:
             if not self._use_weight_decay(variable):
                 continue
             if self.profile.weight_decay_form == "scale_float32":
-                if self._step_learning_rate is None:
-                    self._stage_learning_rate(None)
-                lr32 = dtypes.cast(self._step_learning_rate, dtypes.FLOATX)
+                lr32 = dtypes.cast(self._step_rate(), dtypes.FLOATX)
                 factor = dtypes.const(1, dtypes.FLOATX) - dtypes.const(self.weight_decay,
                                                                        dtypes.FLOATX) * lr32
                 value = variable.numpy()
@@ -900,11 +898,15 @@ class Optimizer:
         steps = self.gradient_accumulation_steps
         return raw // steps if steps else raw
 
-    def _learning_rate_for(self, variable) -> np.ndarray:
-        """The step's learning rate cast to ``variable``'s dtype (``tf.cast(lr, dtype)``)."""
+    def _step_rate(self) -> np.ndarray:
+        """The step's learning rate (computed on first use)."""
         if self._step_learning_rate is None:
             self._stage_learning_rate(None)
-        return dtypes.cast(self._step_learning_rate, variable.dtype)
+        return self._step_learning_rate
+
+    def _learning_rate_for(self, variable) -> np.ndarray:
+        """The step's learning rate cast to ``variable``'s dtype (``tf.cast(lr, dtype)``)."""
+        return dtypes.cast(self._step_rate(), variable.dtype)
 
     def _cast(self, value, dtype) -> np.ndarray:
         """``tf.cast(value, dtype)`` / ``ops.cast`` of a Python hyper-parameter, per profile.

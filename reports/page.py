@@ -293,10 +293,10 @@ def _found(doc: Document, available: list[dict], missing: list[dict]) -> None:
     if not bad and not good:
         doc.add(Para("No adapter ran a supported case."))
     if missing:
-        names = ", ".join(dict.fromkeys(e["name"] for e in missing))
+        names = list(dict.fromkeys(e["name"] for e in missing))  # one per adapter, not profile
         command = install_command(missing)
-        doc.add(Para(f"Not installed here ({len(dict.fromkeys(e['name'] for e in missing))} "
-                     f"adapters): {names}." + (f" Install: `{command}`." if command else "")))
+        doc.add(Para(f"Not installed here ({len(names)} adapters): {', '.join(names)}."
+                     + (f" Install: `{command}`." if command else "")))
 
 
 def _conformance(doc: Document, entries: list[dict]) -> None:
